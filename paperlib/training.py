@@ -1,0 +1,198 @@
+"""Training: Adam with cosine decay, batch 128, optional noisy training (REFERENCE §6).
+
+Data stay on the training device; each step draws a random batch index set,
+augments it there (:func:`paperlib.data.augment`) and runs one Adam step. One
+``torch.Generator`` on the device, seeded from ``TrainConfig.seed``, drives
+the data order, the augmentation and the training noise, so the same seed
+gives the same numbers on the CPU.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .data import CIFAR10Data, augment
+from .device import resolve_device
+from .evaluate import accuracy
+from .noise import check_sigma, set_noise
+from .quant import load_stats_collection_state, stats_collection_state
+
+#: Learning rates of the paper and the authors' configs (REFERENCE §6).
+_LR = {"lenet5": 1e-3, "resnet18": 1e-2}
+
+
+def default_lr(arch: str, bits: int | None) -> float:
+    """Initial learning rate: LeNet-5 1e-3; VGG-11 1e-3 fp32, 1e-4 QAT; ResNet-18 1e-2."""
+    if arch == "vgg11":
+        return 1e-3 if bits is None else 1e-4
+    if arch not in _LR:
+        raise ValueError(f"unknown arch {arch!r}; choose one of lenet5, vgg11, resnet18")
+    return _LR[arch]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run besides the model."""
+
+    epochs: int = 500
+    """number of passes over the training set (paper: 500)"""
+    lr: float = 1e-3
+    """initial Adam learning rate; decays to 0 with a cosine over ``epochs`` (see :func:`default_lr`)"""
+    batch_size: int = 128
+    """images per step (paper: 128)"""
+    sigma_train: float = 0.0
+    """absolute sigma of the Gaussian noise at every noise module during training; 0 = no noisy training"""
+    sigma_ramp_epochs: int = 0
+    """ramp sigma linearly from 0 to ``sigma_train`` over this many epochs (authors' VGG-11: 100); 0 = no ramp"""
+    seed: int = 0
+    """seed of the data order, augmentation and training noise"""
+    augment: bool = True
+    """random crop (padding 4) and horizontal flip"""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        check_sigma(self.sigma_train)
+        if not (isinstance(self.sigma_ramp_epochs, int) and 0 <= self.sigma_ramp_epochs <= self.epochs):
+            raise ValueError(f"sigma_ramp_epochs must be an integer in 0..epochs, got {self.sigma_ramp_epochs!r}")
+
+    def sigma_at(self, epoch: int) -> float:
+        """Training sigma in ``epoch`` (0-based): ``sigma_train * min(1, epoch / sigma_ramp_epochs)``."""
+        if self.sigma_ramp_epochs == 0:
+            return self.sigma_train
+        return self.sigma_train * min(1.0, epoch / self.sigma_ramp_epochs)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`; accuracies are fractions."""
+
+    history: list[dict] = field(default_factory=list)
+    """one dict per finished epoch: epoch, sigma_train, lr, loss, train_acc, test_acc"""
+    test_accuracy: float = math.nan
+    """clean (sigma 0) test accuracy after the last finished epoch"""
+    diverged: bool = False
+    """the loss became NaN or infinite; training stopped there"""
+    error: str | None = None
+    """what went wrong, when ``diverged``"""
+    images_per_s: float = math.nan
+    """training throughput over this call's steps (evaluation excluded)"""
+    wall_time_s: float = 0.0
+    """wall time of this call, evaluation included"""
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+        torch.save(obj, f)
+    os.replace(f.name, path)
+
+
+def train(
+    model: nn.Module,
+    data: CIFAR10Data,
+    config: TrainConfig,
+    *,
+    device: str | torch.device = "auto",
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on ``data`` (moved to ``device``); resumable, NaN-safe.
+
+    Args:
+        model: a model from :func:`paperlib.build_model` (or any model with
+            noise modules); moved to ``device`` and left in eval mode with
+            noise off.
+        data: training and test tensors (normalized).
+        config: the run's settings.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` ...
+        checkpoint: file written atomically after every epoch; when it exists
+            (with the same config) training resumes from it.
+        progress: show a tqdm bar (terminal and notebook).
+
+    Returns:
+        A :class:`TrainResult`. A NaN/inf loss stops training and is reported
+        in the result (``diverged=True``), not raised.
+    """
+    dev = resolve_device(device)
+    model.to(dev)
+    data = data.to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    gen = torch.Generator(dev).manual_seed(config.seed)
+    result, start = TrainResult(), 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        if state["config"] != asdict(config):
+            raise ValueError(f"checkpoint {ckpt} was written for another config ({state['config']}); delete it or pass another path")
+        model.load_state_dict(state["model"])
+        load_stats_collection_state(model, state["quant_stats"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"].cpu() if dev.type == "cpu" else state["generator"])
+        result.history, start = state["history"], state["epoch"]
+    n = len(data.y_train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    t0, train_time, images = time.perf_counter(), 0.0, 0
+    bar = tqdm(total=config.epochs, initial=start, desc="train", unit="epoch", disable=not progress, leave=False)
+    for epoch in range(start, config.epochs):
+        sigma = config.sigma_at(epoch)
+        model.train()
+        set_noise(model, sigma, generator=gen)
+        t_ep = time.perf_counter()
+        order = torch.randperm(n, generator=gen, device=dev)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            if config.augment:
+                xb = augment(xb, gen)
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(yb)
+            correct += (out.argmax(1) == yb).sum()
+        mean_loss = float(loss_sum) / n  # one host sync per epoch
+        train_time += time.perf_counter() - t_ep
+        images += n
+        if not math.isfinite(mean_loss):
+            result.diverged = True
+            result.error = f"loss became {mean_loss} in epoch {epoch} (sigma_train={sigma:g}, lr={sched.get_last_lr()[0]:.3g})"
+            break
+        lr = sched.get_last_lr()[0]
+        sched.step()
+        test_acc = accuracy(model, data.x_test, data.y_test, 0.0)
+        result.history.append({"epoch": epoch + 1, "sigma_train": sigma, "lr": lr, "loss": mean_loss,
+                               "train_acc": float(correct) / n, "test_acc": test_acc})
+        bar.update()
+        bar.set_postfix(loss=f"{mean_loss:.3f}", test_acc=f"{test_acc:.3f}")
+        if ckpt is not None:
+            _save_atomic({"config": asdict(config), "epoch": epoch + 1, "model": model.state_dict(),
+                          "quant_stats": stats_collection_state(model),
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "generator": gen.get_state(), "history": result.history}, ckpt)
+    bar.close()
+    set_noise(model, 0.0)
+    model.eval()
+    if result.history:
+        result.test_accuracy = result.history[-1]["test_acc"]
+    result.images_per_s = images / train_time if train_time > 0 else math.nan
+    result.wall_time_s = time.perf_counter() - t0
+    return result

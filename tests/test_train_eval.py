@@ -1,0 +1,127 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import paperlib.training as train_mod
+from paperlib import TrainConfig, accuracy, build_model, load_cifar10, noise_sweep, summarize_sweep, train
+from paperlib.data import CIFAR10Data
+
+
+def _separable_data(n_train=512, n_test=500, seed=0):
+    """Ten class templates plus pixel noise: LeNet-5 learns it in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.randn(10, 3, 32, 32, generator=g)
+
+    def draw(n):
+        y = torch.arange(n) % 10
+        return templates[y] + 0.8 * torch.randn(n, 3, 32, 32, generator=g), y
+
+    (xtr, ytr), (xte, yte) = draw(n_train), draw(n_test)
+    return CIFAR10Data(xtr, ytr, xte, yte, "synthetic")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model = build_model("lenet5", 8, 1.0, seed=0)
+    res = train(model, _separable_data(), TrainConfig(epochs=3, batch_size=32, lr=3e-3, augment=False), device="cpu", progress=False)
+    assert res.test_accuracy > 0.9, res.history
+    return model
+
+
+def test_training_history_and_determinism():
+    data = _separable_data(n_train=128, n_test=50)
+    cfg = TrainConfig(epochs=2, lr=1e-3, seed=5, sigma_train=0.05)
+    runs = [train(build_model("lenet5", None, None, seed=0), data, cfg, device="cpu", progress=False) for _ in range(2)]
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert [set(h) for h in runs[0].history] == [{"epoch", "sigma_train", "lr", "loss", "train_acc", "test_acc"}] * 2
+    assert runs[0].history[1]["lr"] < runs[0].history[0]["lr"]  # cosine decay
+    assert runs[0].images_per_s > 0 and not runs[0].diverged
+
+
+def test_sigma_ramp():
+    cfg = TrainConfig(epochs=10, sigma_train=1.0, sigma_ramp_epochs=4)
+    assert [cfg.sigma_at(e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_nan_loss_is_reported_not_raised():
+    data = _separable_data(n_train=64, n_test=20)
+    data.x_train[3] = float("nan")
+    res = train(build_model("lenet5"), data, TrainConfig(epochs=3, augment=False), device="cpu", progress=False)
+    assert res.diverged and "loss became nan in epoch 0" in res.error
+    assert res.history == [] and math.isnan(res.test_accuracy)
+
+
+@pytest.mark.parametrize("bits", [None, 8])
+def test_interrupted_training_resumes_from_checkpoint(tmp_path, monkeypatch, bits):
+    data = _separable_data(n_train=256, n_test=50)
+    cfg = TrainConfig(epochs=2, lr=1e-3, sigma_train=0.1, seed=1)
+    straight = build_model("lenet5", bits, None, seed=0)
+    full = train(straight, data, cfg, device="cpu", progress=False)
+
+    calls = {"n": 0}
+    real_accuracy = train_mod.accuracy
+
+    def crash_in_second_epoch(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_accuracy(*a, **k)
+
+    ckpt = tmp_path / "run.pt"
+    monkeypatch.setattr(train_mod, "accuracy", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(build_model("lenet5", bits, None, seed=0), data, cfg, device="cpu", checkpoint=ckpt, progress=False)
+    monkeypatch.setattr(train_mod, "accuracy", real_accuracy)
+    resumed_model = build_model("lenet5", bits, None, seed=0)
+    resumed = train(resumed_model, data, cfg, device="cpu", checkpoint=ckpt, progress=False)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for p, q in zip(straight.parameters(), resumed_model.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="written for another config"):
+        train(build_model("lenet5", bits, None), data, TrainConfig(epochs=3), device="cpu", checkpoint=ckpt, progress=False)
+
+
+def test_batched_sweep_matches_the_one_sigma_loop(trained):
+    data = _separable_data()
+    sigmas, repeats = [0.3, 1.0, 3.0], 8
+    batched = summarize_sweep(noise_sweep(trained, data.x_test, data.y_test, sigmas, repeats, seed=0, max_batch=1000, progress=False))
+    for s, row in zip(sigmas, batched.itertuples()):
+        g = torch.Generator().manual_seed(100)
+        loop = np.array([accuracy(trained, data.x_test, data.y_test, s, generator=g, batch_size=128) for _ in range(repeats)])
+        se = math.sqrt(row.acc_std**2 / repeats + loop.std(ddof=1) ** 2 / repeats) + 1e-3
+        assert abs(row.acc_mean - loop.mean()) < 4 * se, (s, row.acc_mean, loop.mean())
+    assert batched.acc_mean.is_monotonic_decreasing and batched.acc_mean.iloc[0] > 0.5
+
+
+def test_noise_sweep_table_and_seed(trained):
+    data = _separable_data(n_test=100)
+    a = noise_sweep(trained, data.x_test, data.y_test, [0.0, 0.1, 10.0], 2, seed=3, max_batch=64, progress=False)
+    b = noise_sweep(trained, data.x_test, data.y_test, [0.0, 0.1, 10.0], 2, seed=3, max_batch=64, progress=False)
+    assert list(a.columns) == ["sigma", "repeat", "accuracy"] and len(a) == 6
+    assert a.equals(b)
+    clean = accuracy(trained, data.x_test, data.y_test)
+    assert (a[a.sigma == 0.0].accuracy == clean).all()
+    assert a[a.sigma == 10.0].accuracy.max() < 0.35
+    assert all(m.sigma == 0.0 for m in trained.modules() if hasattr(m, "kind"))  # settings restored
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
+        noise_sweep(trained, data.x_test, data.y_test, [-1.0], progress=False)
+
+
+def test_short_lenet5_run_on_the_real_archive_beats_chance(archive):
+    data = load_cifar10(archive, download=False, train_subset=1000, seed=0).subset(test=2000)
+    assert data.source.startswith("CIFAR-10 (JPEG copy)")
+    res = train(build_model("lenet5", seed=0), data, TrainConfig(epochs=4, lr=1e-3), device="cpu", progress=False)
+    assert res.test_accuracy > 0.17, res.history  # chance is 0.10 (+-0.007 on 2000 images)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"epochs": 0}, "epochs must be an integer >= 1"), ({"lr": -1.0}, "lr must be a finite number > 0"),
+     ({"sigma_train": -0.5}, "sigma must be a finite number >= 0"),
+     ({"epochs": 5, "sigma_ramp_epochs": 9}, "sigma_ramp_epochs must be an integer in 0..epochs")],
+)
+def test_bad_train_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
