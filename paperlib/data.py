@@ -52,7 +52,11 @@ class CIFAR10Data:
     y_test: Tensor
     """test labels, ``[M]`` int64"""
     source: str
-    """what the data is, for captions: "CIFAR-10" or "CIFAR-10 (JPEG copy)"; subsets say so"""
+    """identity of the data set: CIFAR-10, CIFAR-10 (JPEG copy) or CIFAR-10 (image folder)"""
+
+    def describe(self) -> str:
+        """The data set and its size, for captions: "CIFAR-10 (JPEG copy), 50000 train / 10000 test images"."""
+        return f"{self.source}, {len(self.y_train)} train / {len(self.y_test)} test images"
 
     def to(self, device: torch.device | str) -> "CIFAR10Data":
         """The same data on ``device``."""
@@ -61,17 +65,13 @@ class CIFAR10Data:
 
     def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "CIFAR10Data":
         """A stratified, seeded subset: ``train``/``test`` images (``None`` keeps all)."""
-        out, notes = self, []
+        out = self
         if train is not None and train < len(self.y_train):
             idx = stratified_indices(self.y_train, train, seed).to(self.y_train.device)
             out = replace(out, x_train=self.x_train[idx], y_train=self.y_train[idx])
-            notes.append(f"{train} train")
         if test is not None and test < len(self.y_test):
             idx = stratified_indices(self.y_test, test, seed).to(self.y_test.device)
             out = replace(out, x_test=self.x_test[idx], y_test=self.y_test[idx])
-            notes.append(f"{test} test")
-        if notes:
-            out = replace(out, source=f"{self.source}, subset of {' / '.join(notes)} images")
         return out
 
 

@@ -8,7 +8,6 @@ midpoint noise level, and writes them as CSV (``--out``).
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -16,22 +15,13 @@ import torch
 
 from . import DEFAULT_SIGMAS, TrainConfig, build_model, default_lr, fit_midpoint, load_cifar10, noise_sweep, summarize_sweep, train
 from .device import resolve_device
+from .provenance import git_revision
 
 VARIANTS: tuple[tuple[str, int | None, float | None], ...] = (
     ("fp32", None, None),
     ("8-bit dynamic", 8, None),
     ("8-bit constant s=1", 8, 1.0),
 )
-
-
-def git_revision() -> str:
-    """Short git revision of the working tree, ``+dirty`` when it has changes; ``unknown`` outside git."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -49,7 +39,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     data = load_cifar10(args.data, train_subset=args.train_subset, seed=args.seed, device=device)
     rows = []
     for name, bits, scale in VARIANTS:
-        print(f"== LeNet-5 {name}: {args.epochs} epochs on {data.source}, device {device}", flush=True)
+        print(f"== LeNet-5 {name}: {args.epochs} epochs on {data.describe()}, device {device}", flush=True)
         model = build_model("lenet5", bits, scale, seed=args.seed)
         res = train(model, data, TrainConfig(epochs=args.epochs, lr=default_lr("lenet5", bits), seed=args.seed), device=device)
         curve = noise_sweep(model, data.x_test, data.y_test, DEFAULT_SIGMAS, args.repeats, seed=args.seed)
@@ -59,7 +49,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                      "test_accuracy": res.test_accuracy, "peak_accuracy": summary.acc_mean.max(),
                      "sigma_mid": fit.sigma_mid, "sigma_mid_err": fit.sigma_mid_err, "fit": str(fit),
                      "train_images_per_s": res.images_per_s, "diverged": res.diverged,
-                     "data": data.source, "device": str(device), "torch_threads": torch.get_num_threads(),
+                     "data": data.describe(), "device": str(device), "torch_threads": torch.get_num_threads(),
                      "revision": git_revision()})
         print(f"   test accuracy {res.test_accuracy:.4f}, sigma_mid {fit}, {res.images_per_s:.0f} images/s", flush=True)
     df = pd.DataFrame(rows)

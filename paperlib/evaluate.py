@@ -55,7 +55,6 @@ def accuracy(
     return correct / len(x)
 
 
-@torch.no_grad()
 def noise_sweep(
     model: nn.Module,
     x: Tensor,
@@ -86,12 +85,30 @@ def noise_sweep(
         Tidy DataFrame with columns ``sigma``, ``repeat``, ``accuracy`` (fraction),
         one row per (sigma, repeat), sigmas in the given order.
     """
-    sigmas = [check_sigma(float(s)) for s in np.atleast_1d(np.asarray(sigmas, dtype=float))]
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    pairs = [(float(s), r) for s in np.atleast_1d(np.asarray(sigmas, dtype=float)) for r in range(repeats)]
+    return evaluate_pairs(model, x, y, pairs, layer=layer, kind=kind, seed=seed, max_batch=max_batch, progress=progress)
+
+
+@torch.no_grad()
+def evaluate_pairs(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    pairs: list[tuple[float, int]],
+    *,
+    layer: int | None = None,
+    kind: NoiseKind = "additive",
+    seed: int = 0,
+    max_batch: int = 4096,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Accuracy for each ``(sigma, repeat)`` pair; see :func:`noise_sweep` for the arguments."""
+    for s, _ in pairs:
+        check_sigma(s)
     device = _model_device(model)
     x, y = x.to(device), y.to(device)
-    pairs = [(s, r) for s in sigmas for r in range(repeats)]
     batch = min(len(x), max_batch)
     per_pass = max(1, max_batch // batch)
     gen = torch.Generator(device).manual_seed(seed)

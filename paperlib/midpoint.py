@@ -95,8 +95,8 @@ def fit_midpoint(
     """
     x = np.log10(np.asarray(sigmas, dtype=float))
     y = np.asarray(acc_mean, dtype=float)
-    if x.shape != y.shape or x.ndim != 1 or len(x) < 4:
-        raise ValueError(f"sigmas and acc_mean must be 1-D of equal length >= 4, got {np.shape(sigmas)} and {np.shape(acc_mean)}")
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"sigmas and acc_mean must be 1-D of equal length, got {np.shape(sigmas)} and {np.shape(acc_mean)}")
     if not np.all(np.isfinite(x)):
         raise ValueError("sigmas must be finite and > 0")
     finite = np.isfinite(y)

@@ -1,38 +1,12 @@
-import pickle
 import tarfile
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from paperlib import DataNotFoundError, augment, load_cifar10
-from paperlib.data import CLASSES, MEAN, STD, normalize, stratified_indices
+from paperlib.data import MEAN, STD, normalize, stratified_indices
 
-
-def _make_release(root, per_batch=20, n_test=30, seed=0):
-    """A tiny cifar-10-batches-py folder and the same images as a PNG image-folder tree."""
-    rng = np.random.default_rng(seed)
-    batches = root / "release" / "cifar-10-batches-py"
-    batches.mkdir(parents=True)
-    splits = {"train": 5 * per_batch, "test": n_test}
-    arrays = {}
-    for split, n in splits.items():
-        labels = np.sort(np.arange(n) % 10)  # sorted by class, as the folder reader orders them
-        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
-        arrays[split] = (images, labels)
-        for i, (img, lab) in enumerate(zip(images, labels)):
-            folder = root / "folder" / split / CLASSES[lab]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img.transpose(1, 2, 0)).save(folder / f"{i:05d}.png")
-    train_x, train_y = arrays["train"]
-    for b in range(5):
-        sl = slice(b * per_batch, (b + 1) * per_batch)
-        entry = {"data": train_x[sl].reshape(per_batch, -1), "labels": train_y[sl].tolist()}
-        (batches / f"data_batch_{b + 1}").write_bytes(pickle.dumps(entry))
-    test_x, test_y = arrays["test"]
-    (batches / "test_batch").write_bytes(pickle.dumps({"data": test_x.reshape(n_test, -1), "labels": test_y.tolist()}))
-    return arrays
+from conftest import make_release as _make_release
 
 
 def test_batches_folder_and_image_folder_load_identically(tmp_path):
@@ -69,7 +43,7 @@ def test_stratified_subset_is_balanced_and_seeded(tmp_path):
     _make_release(tmp_path, per_batch=40)
     data = load_cifar10(tmp_path / "release", download=False, train_subset=50, seed=1)
     assert torch.bincount(data.y_train).tolist() == [5] * 10
-    assert "subset of 50 train" in data.source
+    assert data.describe() == "CIFAR-10, 50 train / 30 test images"
     labels = torch.arange(200) % 10
     assert torch.equal(stratified_indices(labels, 23, seed=4), stratified_indices(labels, 23, seed=4))
     assert not torch.equal(stratified_indices(labels, 23, seed=4), stratified_indices(labels, 23, seed=5))

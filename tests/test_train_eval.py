@@ -111,7 +111,7 @@ def test_noise_sweep_table_and_seed(trained):
 
 def test_short_lenet5_run_on_the_real_archive_beats_chance(archive):
     data = load_cifar10(archive, download=False, train_subset=1000, seed=0).subset(test=2000)
-    assert data.source.startswith("CIFAR-10 (JPEG copy)")
+    assert data.source == "CIFAR-10 (JPEG copy)"
     res = train(build_model("lenet5", seed=0), data, TrainConfig(epochs=4, lr=1e-3), device="cpu", progress=False)
     assert res.test_accuracy > 0.17, res.history  # chance is 0.10 (+-0.007 on 2000 images)
 

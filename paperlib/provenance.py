@@ -1,0 +1,39 @@
+"""What made a result: git revision, package versions, device, time."""
+from __future__ import annotations
+
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES: tuple[str, ...] = ("paperlib", "torch", "torchvision", "brevitas", "numpy", "scipy", "pandas")
+
+
+def git_revision(path: str | Path | None = None) -> str:
+    """Short git revision of the repository holding ``path`` (default: this package), ``+dirty`` with changes."""
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that determine our numbers."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance(device: str) -> dict:
+    """Git revision, package versions, device, host, Python and UTC time."""
+    return {"revision": git_revision(), "packages": package_versions(), "device": device,
+            "host": platform.node(), "python": platform.python_version(),
+            "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -1,0 +1,161 @@
+"""Sweeps: many runs, in-process or on any ``concurrent.futures`` executor (Dask included).
+
+:func:`run_sweep` returns one tidy table for all runs. Runs already in the
+cache cost nothing; a run that raises or diverges is recorded with its error
+while the others go on; a run whose worker dies is submitted again.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+import os
+import traceback
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .experiment import RunSpec, run
+
+
+def _rows(result) -> list[dict[str, Any]]:
+    spec = {k: v for k, v in result.spec.to_dict().items() if k not in ("sigmas", "repeats")}
+    common = {**spec, "key": result.key, "clean_accuracy": result.accuracy, "diverged": result.diverged,
+              "error": result.error, "trained": result.trained}
+    if result.noise_curve.empty:
+        return [{**common, "sigma": math.nan, "repeat": -1, "accuracy": math.nan}]
+    return [{**common, "sigma": s, "repeat": int(r), "accuracy": a}
+            for s, r, a in result.noise_curve.itertuples(index=False)]
+
+
+def _error_rows(spec: RunSpec, error: str) -> list[dict[str, Any]]:
+    spec_fields = {k: v for k, v in spec.to_dict().items() if k not in ("sigmas", "repeats")}
+    return [{**spec_fields, "key": None, "clean_accuracy": math.nan, "diverged": False, "error": error,
+             "trained": False, "sigma": math.nan, "repeat": -1, "accuracy": math.nan}]
+
+
+def _worker_device(device: str) -> str:
+    """On a machine with several GPUs, spread Dask workers over them by worker name."""
+    if device not in ("auto", "cuda") or torch.cuda.device_count() < 2:
+        return device
+    try:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+    except (ImportError, ValueError):
+        return device
+    return f"cuda:{sum(map(ord, name)) % torch.cuda.device_count()}"
+
+
+def run_rows(spec: RunSpec, data_root: str | None, results_dir: str | None, device: str) -> list[dict[str, Any]]:
+    """Run one spec and return its rows; an exception becomes an error row (for executors)."""
+    try:
+        return _rows(run(spec, data_root, results_dir, _worker_device(device), progress=False))
+    except Exception as exc:  # recorded, the sweep goes on
+        return _error_rows(spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+
+
+def run_sweep(
+    specs: Iterable[RunSpec],
+    executor: cf.Executor | None = None,
+    *,
+    data_root: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    retries: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every spec (cached ones cost nothing) and return one tidy table.
+
+    Args:
+        specs: the runs.
+        executor: ``None`` runs in this process, one after another; else any
+            ``concurrent.futures.Executor`` (see :func:`paperlib.dask_executor`).
+        data_root, results_dir, device: as for :func:`paperlib.run`.
+        retries: resubmissions of a run whose worker died.
+        progress: a progress bar over runs.
+
+    Returns:
+        One row per spec x sigma x repeat, with every spec field (but the
+        grid), ``key``, ``sigma``, ``repeat``, ``accuracy``, ``clean_accuracy``,
+        ``diverged``, ``error`` and ``trained``; a failed or diverged spec has
+        one row with NaN accuracy and its error.
+    """
+    specs = list(specs)
+    for s in specs:
+        if not isinstance(s, RunSpec):
+            raise TypeError(f"run_sweep takes RunSpec objects, got {type(s).__name__}")
+    root = None if data_root is None else str(data_root)
+    out = None if results_dir is None else str(results_dir)
+    rows: dict[int, list[dict]] = {}
+    with tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress) as bar:
+        if executor is None:
+            for i, spec in enumerate(specs):
+                rows[i] = run_rows(spec, root, out, device)
+                bar.update()
+        else:
+            pending = {executor.submit(run_rows, s, root, out, device): (i, 0) for i, s in enumerate(specs)}
+            while pending:
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    i, attempt = pending.pop(fut)
+                    try:
+                        rows[i] = fut.result()
+                    except Exception as exc:  # the worker died or the executor broke
+                        if attempt < retries:
+                            pending[executor.submit(run_rows, specs[i], root, out, device)] = (i, attempt + 1)
+                            continue
+                        rows[i] = _error_rows(specs[i], f"worker failed {attempt + 1} time(s): {type(exc).__name__}: {exc}")
+                    bar.update()
+    return pd.DataFrame([r for i in range(len(specs)) for r in rows[i]])
+
+
+class DaskExecutor(cf.Executor):
+    """A ``concurrent.futures`` executor on a Dask cluster; closes client and cluster on shutdown."""
+
+    def __init__(self, client, cluster=None, retries: int = 1) -> None:
+        self.client, self.cluster = client, cluster
+        self._executor = client.get_executor(pure=False, retries=retries)
+
+    def submit(self, fn, /, *args, **kwargs) -> cf.Future:
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait)
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def dask_executor(
+    address: str | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    workers_per_gpu: int = 1,
+    retries: int = 1,
+) -> DaskExecutor:
+    """A Dask executor for :func:`run_sweep`.
+
+    Args:
+        address: scheduler address of an existing cluster (e.g. one started by
+            dask-jobqueue's ``SLURMCluster``; ``cluster.scheduler_address``).
+            Empty or ``None``: start a ``LocalCluster`` on this machine.
+        n_workers: local worker processes; default: one per CPU core, or
+            ``workers_per_gpu`` per GPU where there are GPUs.
+        threads_per_worker: threads per local worker (torch threads follow
+            Dask's default of one per worker).
+        workers_per_gpu: several small runs can share one GPU.
+        retries: Dask-level retries of a task whose worker died.
+
+    Use as a context manager, or call ``shutdown()`` when done.
+    """
+    from distributed import Client, LocalCluster
+
+    if address:
+        return DaskExecutor(Client(address), None, retries)
+    if n_workers is None:
+        gpus = torch.cuda.device_count()
+        n_workers = gpus * workers_per_gpu if gpus else (os.cpu_count() or 1)
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None)
+    return DaskExecutor(Client(cluster), cluster, retries)
