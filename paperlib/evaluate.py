@@ -1,5 +1,9 @@
 """Test accuracy under noise, and noise sweeps over a sigma grid (REFERENCE §3).
 
+Evaluation runs Brevitas models with frozen quantizers
+(:func:`paperlib.inference.frozen_quantizers`: same numbers, less work), in
+full fp32 on GPUs (no TF32).
+
 A sweep evaluates many (sigma, repeat) pairs in one forward pass: each test
 batch is replicated once per pair and every copy gets its own sigma (a
 per-sample sigma of shape ``[pairs * batch]``). The noise is drawn per element,
@@ -14,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .device import tf32
+from .inference import frozen_quantizers
 from .noise import NoiseKind, check_sigma, noise_settings, set_noise
 
 #: The authors' sigma grid: 17 points, four per decade, 0.01 ... 100.
@@ -46,7 +52,7 @@ def accuracy(
     was_training = model.training
     model.eval()
     correct = 0
-    with noise_settings(model):
+    with noise_settings(model), frozen_quantizers(model), tf32(False):
         set_noise(model, sigma, layer, kind=kind, generator=generator)
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
@@ -116,7 +122,8 @@ def evaluate_pairs(
     was_training = model.training
     model.eval()
     steps = -(-len(pairs) // per_pass) * -(-len(x) // batch)
-    with noise_settings(model), tqdm(total=steps, desc="noise sweep", disable=not progress, leave=False) as bar:
+    with noise_settings(model), frozen_quantizers(model), tf32(False), \
+            tqdm(total=steps, desc="noise sweep", disable=not progress, leave=False) as bar:
         for c in range(0, len(pairs), per_pass):
             chunk = torch.tensor([s for s, _ in pairs[c:c + per_pass]], device=device, dtype=x.dtype)
             for i in range(0, len(x), batch):

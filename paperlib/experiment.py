@@ -284,8 +284,8 @@ def _load_weights(entry: Path | None, spec: RunSpec, device: torch.device) -> nn
 
 
 @functools.lru_cache(maxsize=2)
-def _load_data(root: str | None, device: str) -> CIFAR10Data:
-    """The full data set, loaded once per process and device."""
+def shared_data(root: str | None, device: str) -> CIFAR10Data:
+    """The full data set, loaded once per process and device (Dask workers: preload with ``client.run``)."""
     return load_cifar10(root, device=device)
 
 
@@ -323,7 +323,7 @@ def run(
     """
     dev = resolve_device(device)
     if data is None:
-        data = _load_data(None if data_root is None else str(data_root), str(dev))
+        data = shared_data(None if data_root is None else str(data_root), str(dev))
     if spec.dataset is None:
         spec = replace(spec, dataset=data.source)
     elif spec.dataset != data.source:
@@ -352,7 +352,11 @@ def run(
         except OSError:  # another process finished this spec first: use its entry
             shutil.rmtree(tmp, ignore_errors=True)
             record = _read_record(root, entry) or record
-        shutil.rmtree(partial, ignore_errors=True)
+        # another process may still be training this spec into the same folder: leave its files alone
+        with contextlib.suppress(FileNotFoundError):
+            (partial / "checkpoint.pt").unlink()
+        with contextlib.suppress(OSError):
+            partial.rmdir()
     curve = _curve(spec, record, root, entry, sub, dev, model, progress)
     summary = summarize_sweep(curve)
     fit = (fit_midpoint(summary.sigma, summary.acc_mean, summary.acc_std) if not curve.empty else

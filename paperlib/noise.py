@@ -18,6 +18,8 @@ sample (used to evaluate many noise levels in one forward pass).
 from __future__ import annotations
 
 import contextlib
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Literal, Sequence
 
 import torch
@@ -28,6 +30,39 @@ NOISE_KINDS: tuple[str, ...] = ("additive", "multiplicative")
 NoiseWhen = Literal["train", "eval", "both"]
 NOISE_WHEN: tuple[str, ...] = ("train", "eval", "both")
 Sigma = float | Tensor
+
+
+#: CPU draws of at least this many numbers are split into DRAW_CHUNKS chunks filled in parallel.
+PARALLEL_DRAW_MIN = 1 << 20
+#: Fixed number of chunks, so the numbers do not depend on the thread count.
+DRAW_CHUNKS = 4
+
+
+@functools.lru_cache(maxsize=1)
+def _draw_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=DRAW_CHUNKS, thread_name_prefix="paperlib-noise")
+
+
+def standard_normal(shape: torch.Size, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``N(0, 1)`` draws of ``shape``, reproducible from ``generator``.
+
+    PyTorch fills a CPU tensor with normal numbers on one core. Large CPU draws
+    are therefore split into :data:`DRAW_CHUNKS` chunks, each with its own
+    generator seeded from ``generator``, and filled on up to
+    ``torch.get_num_threads()`` threads (the GIL is released while filling).
+    The same generator state gives the same numbers whatever the thread count.
+    """
+    out = torch.empty(shape, device=device, dtype=dtype)
+    if device.type != "cpu" or out.numel() < PARALLEL_DRAW_MIN:
+        return out.normal_(generator=generator)
+    seeds = torch.randint(0, 2**62, (DRAW_CHUNKS,), generator=generator).tolist()
+    jobs = [(chunk, torch.Generator().manual_seed(seed)) for chunk, seed in zip(out.view(-1).chunk(DRAW_CHUNKS), seeds)]
+    if torch.get_num_threads() > 1:
+        list(_draw_pool().map(lambda job: job[0].normal_(generator=job[1]), jobs))
+    else:
+        for chunk, gen in jobs:
+            chunk.normal_(generator=gen)
+    return out
 
 
 def check_sigma(sigma: Sigma) -> Sigma:
@@ -95,10 +130,10 @@ class GaussianNoise(nn.Module):
                     f"per-sample sigma has {sigma.shape[0]} entries but the batch has {x.shape[0]} samples"
                 )
             sigma = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
-        draw = torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        draw = standard_normal(x.shape, self.generator, x.device, x.dtype)
         if self.kind == "additive":
-            return x + sigma * draw
-        return x * (1.0 + sigma * draw)
+            return draw.mul_(sigma).add_(x)  # x + sigma * draw, in the draw's buffer
+        return draw.mul_(sigma).add_(1.0).mul_(x)  # x * (1 + sigma * draw)
 
     def extra_repr(self) -> str:
         sigma = f"tensor[{self.sigma.shape[0]}]" if isinstance(self.sigma, Tensor) else f"{self.sigma:g}"

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import CIFAR10Data, augment
-from .device import resolve_device
+from .device import resolve_device, tf32
 from .evaluate import accuracy
 from .noise import check_sigma, set_noise
 from .quant import load_stats_collection_state, stats_collection_state
@@ -57,6 +57,8 @@ class TrainConfig:
     """seed of the data order, augmentation and training noise"""
     augment: bool = True
     """random crop (padding 4) and horizontal flip"""
+    allow_tf32: bool = False
+    """allow TF32 matmuls/convolutions on CUDA (faster, not fp32 numerics); no effect on the CPU"""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
@@ -94,11 +96,22 @@ class TrainResult:
     """wall time of this call, evaluation included"""
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-        torch.save(obj, f)
-    os.replace(f.name, path)
+def _save_atomic(obj: dict, path: Path, attempts: int = 3) -> None:
+    """Write ``obj`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    Retried when the folder vanishes meanwhile (a process that finished the
+    same run removes it).
+    """
+    for attempt in range(attempts):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+                torch.save(obj, f)
+            os.replace(f.name, path)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
 
 
 def train(
@@ -148,47 +161,47 @@ def train(
     n = len(data.y_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     t0, train_time, images = time.perf_counter(), 0.0, 0
-    bar = tqdm(total=config.epochs, initial=start, desc="train", unit="epoch", disable=not progress, leave=False)
-    for epoch in range(start, config.epochs):
-        sigma = config.sigma_at(epoch)
-        model.train()
-        set_noise(model, sigma, generator=gen)
-        t_ep = time.perf_counter()
-        order = torch.randperm(n, generator=gen, device=dev)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        for step in range(steps_per_epoch):
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            if config.augment:
-                xb = augment(xb, gen)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(yb)
-            correct += (out.argmax(1) == yb).sum()
-        mean_loss = float(loss_sum) / n  # one host sync per epoch
-        train_time += time.perf_counter() - t_ep
-        images += n
-        if not math.isfinite(mean_loss):
-            result.diverged = True
-            result.error = f"loss became {mean_loss} in epoch {epoch} (sigma_train={sigma:g}, lr={sched.get_last_lr()[0]:.3g})"
-            break
-        lr = sched.get_last_lr()[0]
-        sched.step()
-        test_acc = accuracy(model, data.x_test, data.y_test, 0.0)
-        result.history.append({"epoch": epoch + 1, "sigma_train": sigma, "lr": lr, "loss": mean_loss,
-                               "train_acc": float(correct) / n, "test_acc": test_acc})
-        bar.update()
-        bar.set_postfix(loss=f"{mean_loss:.3f}", test_acc=f"{test_acc:.3f}")
-        if ckpt is not None:
-            _save_atomic({"config": asdict(config), "epoch": epoch + 1, "model": model.state_dict(),
-                          "quant_stats": stats_collection_state(model),
-                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "generator": gen.get_state(), "history": result.history}, ckpt)
-    bar.close()
+    with tf32(config.allow_tf32), tqdm(total=config.epochs, initial=start, desc="train", unit="epoch",
+                                       disable=not progress, leave=False) as bar:
+        for epoch in range(start, config.epochs):
+            sigma = config.sigma_at(epoch)
+            model.train()
+            set_noise(model, sigma, generator=gen)
+            t_ep = time.perf_counter()
+            order = torch.randperm(n, generator=gen, device=dev)
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.long)
+            for step in range(steps_per_epoch):
+                idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                xb, yb = data.x_train[idx], data.y_train[idx]
+                if config.augment:
+                    xb = augment(xb, gen)
+                out = model(xb)
+                loss = F.cross_entropy(out, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach() * len(yb)
+                correct += (out.argmax(1) == yb).sum()
+            mean_loss = float(loss_sum) / n  # one host sync per epoch
+            train_time += time.perf_counter() - t_ep
+            images += n
+            if not math.isfinite(mean_loss):
+                result.diverged = True
+                result.error = f"loss became {mean_loss} in epoch {epoch} (sigma_train={sigma:g}, lr={sched.get_last_lr()[0]:.3g})"
+                break
+            lr = sched.get_last_lr()[0]
+            sched.step()
+            test_acc = accuracy(model, data.x_test, data.y_test, 0.0)
+            result.history.append({"epoch": epoch + 1, "sigma_train": sigma, "lr": lr, "loss": mean_loss,
+                                   "train_acc": float(correct) / n, "test_acc": test_acc})
+            bar.update()
+            bar.set_postfix(loss=f"{mean_loss:.3f}", test_acc=f"{test_acc:.3f}")
+            if ckpt is not None:
+                _save_atomic({"config": asdict(config), "epoch": epoch + 1, "model": model.state_dict(),
+                              "quant_stats": stats_collection_state(model),
+                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                              "generator": gen.get_state(), "history": result.history}, ckpt)
     set_noise(model, 0.0)
     model.eval()
     if result.history:

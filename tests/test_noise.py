@@ -130,3 +130,21 @@ def test_noise_settings_are_restored(lenet):
 def test_bad_noise_arguments(lenet, args, kwargs, err, match):
     with pytest.raises(err, match=match):
         set_noise(lenet, *args, **kwargs)
+
+
+def test_large_cpu_draws_do_not_depend_on_the_thread_count():
+    from paperlib.noise import PARALLEL_DRAW_MIN, standard_normal
+
+    shape = torch.Size((4, PARALLEL_DRAW_MIN // 2))
+    before = torch.get_num_threads()
+    draws = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            draws.append(standard_normal(shape, torch.Generator().manual_seed(5), torch.device("cpu"), torch.float32))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(*draws)
+    assert abs(float(draws[0].mean())) < 0.01 and float(draws[0].std()) == pytest.approx(1.0, abs=0.01)
+    chunks = draws[0].view(-1).chunk(4)  # independent streams, not copies of one another
+    assert not torch.equal(chunks[0], chunks[1])

@@ -125,3 +125,20 @@ def test_short_lenet5_run_on_the_real_archive_beats_chance(archive):
 def test_bad_train_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_tf32_is_off_unless_asked_for_and_restored():
+    from paperlib.device import tf32
+
+    flags = lambda: (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # noqa: E731
+    saved = flags()
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default for convolutions
+    try:
+        with tf32(False):
+            assert flags() == (False, False)
+            with tf32(True):
+                assert flags() == (True, True)
+            assert flags() == (False, False)
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

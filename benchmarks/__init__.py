@@ -1,0 +1,1 @@
+"""Benchmarks: paperlib against the authors' reference pipeline. Run ``python -m benchmarks``."""
