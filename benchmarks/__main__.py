@@ -3,6 +3,7 @@
     python -m benchmarks                      # everything (about 20 minutes on 2 CPU cores)
     python -m benchmarks --only train_lenet5_fp32 train_lenet5_int8
     python -m benchmarks --repeats 1          # a shorter noise sweep
+    python -m benchmarks --only sweep_workers --runs 4 --out /tmp/sweep4.json
 
 Writes ``benchmarks/results.json``: name -> {ours, reference, ratio, unit, ...};
 ``ratio`` is always our speed-up over the reference (higher is better).
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=5, help="noise draws per sigma in the sweep benchmark")
     ap.add_argument("--runs", type=int, default=8, help="runs in the workers benchmark")
     ap.add_argument("--workers", type=int, default=2, help="workers in the workers benchmark")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="JSON file to merge the results into")
     args = ap.parse_args(argv)
 
     data = load_cifar10(args.data)
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(args.only or []) - set(cases)
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(cases)}")
-    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = {}
     for name, case in cases.items():
         if args.only and name not in args.only:
@@ -180,8 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  ours {r['ours']:.4g} {r['unit']}, reference {r['reference']:.4g} {r['unit']}, speed-up {r['ratio']:.2f}x", flush=True)
     meta = provenance("cpu")
     merged = {**previous, **{k: {**v, "revision": meta["revision"], "time_utc": meta["time_utc"]} for k, v in results.items()}}
-    RESULTS.write_text(json.dumps(merged, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.write_text(json.dumps(merged, indent=1) + "\n")
+    print(f"wrote {args.out}")
     return results
 
 
