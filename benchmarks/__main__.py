@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=RESULTS, help="JSON file to merge the results into")
     args = ap.parse_args(argv)
 
+    meta = provenance("cpu")  # the revision that runs, read before anything can change it
     data = load_cifar10(args.data)
     cases = {
         "train_lenet5_fp32": lambda: bench_train(data, None, None, args.steps),
@@ -180,7 +181,6 @@ def main(argv: list[str] | None = None) -> dict:
                          "cpu_count": __import__("os").cpu_count(), "machine": platform.machine()}
         r = results[name]
         print(f"  ours {r['ours']:.4g} {r['unit']}, reference {r['reference']:.4g} {r['unit']}, speed-up {r['ratio']:.2f}x", flush=True)
-    meta = provenance("cpu")
     merged = {**previous, **{k: {**v, "revision": meta["revision"], "time_utc": meta["time_utc"]} for k, v in results.items()}}
     args.out.write_text(json.dumps(merged, indent=1) + "\n")
     print(f"wrote {args.out}")
