@@ -1,6 +1,7 @@
-import json
+import concurrent.futures as cf
 import math
 import multiprocessing as mp
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -139,3 +140,28 @@ def test_profiles(tmp_path):
     custom.write_text("epochs: 3\nlearning_rate: 2\n")
     with pytest.raises(ValueError, match="unknown field\\(s\\) learning_rate in profile"):
         load_profile(custom)
+
+
+class _FlakyExecutor(cf.ThreadPoolExecutor):
+    """The first submission fails as a future of a dead worker does; later ones run."""
+
+    def __init__(self):
+        super().__init__(max_workers=1)
+        self.submissions = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submissions += 1
+        if self.submissions == 1:
+            future = cf.Future()
+            future.set_exception(BrokenProcessPool("worker died"))
+            return future
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_run_whose_worker_died_is_submitted_again(tiny_root, tmp_path):
+    with _FlakyExecutor() as ex:
+        df = run_sweep([RunSpec(**SPEC)], ex, data_root=tiny_root, results_dir=tmp_path, device="cpu", progress=False)
+    assert ex.submissions == 2 and df.error.isna().all() and len(df) == 4
+    with _FlakyExecutor() as ex:
+        df = run_sweep([RunSpec(**SPEC)], ex, data_root=tiny_root, results_dir=tmp_path, device="cpu", retries=0, progress=False)
+    assert "worker failed 1 time(s): BrokenProcessPool: worker died" in df.error.iloc[0]
