@@ -18,13 +18,14 @@ import io
 import os
 import pickle
 import tarfile
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .atomic import write_atomic
 
 CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -277,10 +278,7 @@ def _cached(source: Path, reader) -> Images:
         except (OSError, ValueError, KeyError, EOFError):
             pass  # unreadable cache: decode again and overwrite it
     (xtr, ytr), (xte, yte), label = reader(source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-        np.savez(f, xtr=xtr, ytr=ytr, xte=xte, yte=yte, source=np.array(label))
-    os.replace(f.name, path)
+    write_atomic(path, lambda f: np.savez(f, xtr=xtr, ytr=ytr, xte=xte, yte=yte, source=np.array(label)))
     return (xtr, ytr), (xte, yte), label
 
 

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 import uuid
 import warnings
@@ -45,6 +44,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .atomic import write_atomic
 from .data import CIFAR10Data, load_cifar10
 from .device import resolve_device
 from .evaluate import DEFAULT_SIGMAS, evaluate_pairs, summarize_sweep
@@ -206,13 +206,6 @@ class RunResult:
 def results_root(results_dir: str | os.PathLike | None = None) -> Path:
     """The results directory: ``results_dir``, else ``$PAPERLIB_RESULTS``, else ``./results``."""
     return Path(results_dir if results_dir is not None else os.environ.get("PAPERLIB_RESULTS", "results")).expanduser()
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over ``path``."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        write(f)
-    os.replace(f.name, path)
 
 
 def _quarantine(root: Path, entry: Path, why: str) -> None:
@@ -389,6 +382,6 @@ def _curve(spec: RunSpec, record: dict, root: Path, entry: Path, data: CIFAR10Da
             seed = int(_hash({"seed": spec.seed, "pairs": missing}), 16) % 2**62
             new = evaluate_pairs(model.to(dev), data.x_test, data.y_test, missing, kind=spec.noise_kind, seed=seed, progress=progress)
             cached = pd.concat([cached, new], ignore_index=True) if len(cached) else new
-            _write_atomic(path, lambda f: f.write(cached.to_csv(index=False).encode()))
+            write_atomic(path, lambda f: f.write(cached.to_csv(index=False).encode()))
     index = pd.MultiIndex.from_tuples(wanted, names=["sigma", "repeat"])
     return cached.set_index(["sigma", "repeat"]).loc[index].reset_index()

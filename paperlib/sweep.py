@@ -19,20 +19,27 @@ from tqdm.auto import tqdm
 from .experiment import RunSpec, run
 
 
+#: The curve columns of a run without a noise curve (diverged or failed).
+_NO_CURVE = {"sigma": math.nan, "repeat": -1, "accuracy": math.nan}
+
+
+def _spec_fields(spec: RunSpec) -> dict[str, Any]:
+    """The spec's fields for a table row (the grid itself is in the rows)."""
+    return {k: v for k, v in spec.to_dict().items() if k not in ("sigmas", "repeats")}
+
+
 def _rows(result) -> list[dict[str, Any]]:
-    spec = {k: v for k, v in result.spec.to_dict().items() if k not in ("sigmas", "repeats")}
-    common = {**spec, "key": result.key, "clean_accuracy": result.accuracy, "diverged": result.diverged,
-              "error": result.error, "trained": result.trained}
+    common = {**_spec_fields(result.spec), "key": result.key, "clean_accuracy": result.accuracy,
+              "diverged": result.diverged, "error": result.error, "trained": result.trained}
     if result.noise_curve.empty:
-        return [{**common, "sigma": math.nan, "repeat": -1, "accuracy": math.nan}]
+        return [{**common, **_NO_CURVE}]
     return [{**common, "sigma": s, "repeat": int(r), "accuracy": a}
             for s, r, a in result.noise_curve.itertuples(index=False)]
 
 
 def _error_rows(spec: RunSpec, error: str) -> list[dict[str, Any]]:
-    spec_fields = {k: v for k, v in spec.to_dict().items() if k not in ("sigmas", "repeats")}
-    return [{**spec_fields, "key": None, "clean_accuracy": math.nan, "diverged": False, "error": error,
-             "trained": False, "sigma": math.nan, "repeat": -1, "accuracy": math.nan}]
+    return [{**_spec_fields(spec), "key": None, "clean_accuracy": math.nan, "diverged": False, "error": error,
+             "trained": False, **_NO_CURVE}]
 
 
 def _worker_device(device: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .atomic import write_atomic
 from .data import CIFAR10Data, augment
 from .device import resolve_device, tf32
 from .evaluate import accuracy
@@ -94,24 +94,6 @@ class TrainResult:
     """training throughput over this call's steps (evaluation excluded)"""
     wall_time_s: float = 0.0
     """wall time of this call, evaluation included"""
-
-
-def _save_atomic(obj: dict, path: Path, attempts: int = 3) -> None:
-    """Write ``obj`` to a temporary file beside ``path`` and rename it over ``path``.
-
-    Retried when the folder vanishes meanwhile (a process that finished the
-    same run removes it).
-    """
-    for attempt in range(attempts):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-                torch.save(obj, f)
-            os.replace(f.name, path)
-            return
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise
 
 
 def train(
@@ -198,10 +180,10 @@ def train(
             bar.update()
             bar.set_postfix(loss=f"{mean_loss:.3f}", test_acc=f"{test_acc:.3f}")
             if ckpt is not None:
-                _save_atomic({"config": asdict(config), "epoch": epoch + 1, "model": model.state_dict(),
-                              "quant_stats": stats_collection_state(model),
-                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                              "generator": gen.get_state(), "history": result.history}, ckpt)
+                state = {"config": asdict(config), "epoch": epoch + 1, "model": model.state_dict(),
+                         "quant_stats": stats_collection_state(model), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": result.history}
+                write_atomic(ckpt, lambda f: torch.save(state, f))
     set_noise(model, 0.0)
     model.eval()
     if result.history:
