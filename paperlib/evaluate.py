@@ -12,6 +12,9 @@ time and looping over the test set, with far fewer forward passes.
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 import pandas as pd
 import torch
@@ -24,6 +27,17 @@ from .noise import NoiseKind, check_sigma, noise_settings, set_noise
 
 #: The authors' sigma grid: 17 points, four per decade, 0.01 ... 100.
 DEFAULT_SIGMAS: np.ndarray = np.logspace(-2, 2, 17)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; the previous mode is restored, also after an exception."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -49,15 +63,12 @@ def accuracy(
     """
     check_sigma(sigma)
     device = _model_device(model)
-    was_training = model.training
-    model.eval()
     correct = 0
-    with noise_settings(model), frozen_quantizers(model), tf32(False):
+    with _eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False):
         set_noise(model, sigma, layer, kind=kind, generator=generator)
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
             correct += int((model(xb).argmax(1) == yb).sum())
-    model.train(was_training)
     return correct / len(x)
 
 
@@ -119,10 +130,8 @@ def evaluate_pairs(
     per_pass = max(1, max_batch // batch)
     gen = torch.Generator(device).manual_seed(seed)
     correct = torch.zeros(len(pairs), dtype=torch.long, device=device)
-    was_training = model.training
-    model.eval()
     steps = -(-len(pairs) // per_pass) * -(-len(x) // batch)
-    with noise_settings(model), frozen_quantizers(model), tf32(False), \
+    with _eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False), \
             tqdm(total=steps, desc="noise sweep", disable=not progress, leave=False) as bar:
         for c in range(0, len(pairs), per_pass):
             chunk = torch.tensor([s for s, _ in pairs[c:c + per_pass]], device=device, dtype=x.dtype)
@@ -132,7 +141,6 @@ def evaluate_pairs(
                 pred = model(xb.repeat(len(chunk), 1, 1, 1)).argmax(1).view(len(chunk), len(xb))
                 correct[c:c + len(chunk)] += (pred == yb).sum(1)
                 bar.update()
-    model.train(was_training)
     acc = (correct.double() / len(x)).cpu().numpy()
     return pd.DataFrame({"sigma": [s for s, _ in pairs], "repeat": [r for _, r in pairs], "accuracy": acc})
 

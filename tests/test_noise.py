@@ -148,3 +148,13 @@ def test_large_cpu_draws_do_not_depend_on_the_thread_count():
     assert abs(float(draws[0].mean())) < 0.01 and float(draws[0].std()) == pytest.approx(1.0, abs=0.01)
     chunks = draws[0].view(-1).chunk(4)  # independent streams, not copies of one another
     assert not torch.equal(chunks[0], chunks[1])
+
+
+def test_noise_refuses_a_brevitas_quant_tensor():
+    from brevitas.nn import QuantReLU
+
+    quant = QuantReLU(bit_width=8, return_quant_tensor=True)(torch.randn(4))
+    m = GaussianNoise()
+    m.sigma = 0.1
+    with pytest.raises(TypeError, match="expects a plain torch.Tensor, got IntQuantTensor"):
+        m(quant)
