@@ -30,7 +30,7 @@ DEFAULT_SIGMAS: np.ndarray = np.logspace(-2, 2, 17)
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode inside the block; the previous mode is restored, also after an exception."""
     was_training = model.training
     model.eval()
@@ -64,7 +64,7 @@ def accuracy(
     check_sigma(sigma)
     device = _model_device(model)
     correct = 0
-    with _eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False):
+    with eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False):
         set_noise(model, sigma, layer, kind=kind, generator=generator)
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
@@ -131,7 +131,7 @@ def evaluate_pairs(
     gen = torch.Generator(device).manual_seed(seed)
     correct = torch.zeros(len(pairs), dtype=torch.long, device=device)
     steps = -(-len(pairs) // per_pass) * -(-len(x) // batch)
-    with _eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False), \
+    with eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False), \
             tqdm(total=steps, desc="noise sweep", disable=not progress, leave=False) as bar:
         for c in range(0, len(pairs), per_pass):
             chunk = torch.tensor([s for s, _ in pairs[c:c + per_pass]], device=device, dtype=x.dtype)

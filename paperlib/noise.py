@@ -38,9 +38,9 @@ PARALLEL_DRAW_MIN = 1 << 20
 DRAW_CHUNKS = 4
 
 
-@functools.lru_cache(maxsize=1)
-def _draw_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=DRAW_CHUNKS, thread_name_prefix="paperlib-noise")
+@functools.lru_cache(maxsize=None)
+def _draw_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="paperlib-noise")
 
 
 def standard_normal(shape: torch.Size, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -57,8 +57,9 @@ def standard_normal(shape: torch.Size, generator: torch.Generator | None, device
         return out.normal_(generator=generator)
     seeds = torch.randint(0, 2**62, (DRAW_CHUNKS,), generator=generator).tolist()
     jobs = [(chunk, torch.Generator().manual_seed(seed)) for chunk, seed in zip(out.view(-1).chunk(DRAW_CHUNKS), seeds)]
-    if torch.get_num_threads() > 1:
-        list(_draw_pool().map(lambda job: job[0].normal_(generator=job[1]), jobs))
+    workers = min(DRAW_CHUNKS, torch.get_num_threads())
+    if workers > 1:
+        list(_draw_pool(workers).map(lambda job: job[0].normal_(generator=job[1]), jobs))
     else:
         for chunk, gen in jobs:
             chunk.normal_(generator=gen)

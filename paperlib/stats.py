@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .evaluate import eval_mode
 from .noise import noise_modules, noise_settings, set_noise
 
 
@@ -31,15 +32,12 @@ def model_stats(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32))
     the counter's module tracker fails on Brevitas layers under ``no_grad``.)
     """
     p = next(model.parameters())
-    was_training = model.training
-    model.eval()
-    with noise_settings(model):
+    counter = FlopCounterMode(display=False)
+    with eval_mode(model), noise_settings(model):
         if noise_modules(model):
             set_noise(model, 0.0)
-        counter = FlopCounterMode(display=False)
         with counter:
             model(torch.zeros(input_shape, device=p.device, dtype=p.dtype))
-    model.train(was_training)
     return ModelStats(
         params=sum(q.numel() for q in model.parameters() if q.requires_grad),
         macs=counter.get_total_flops() // 2 // input_shape[0],
