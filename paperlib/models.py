@@ -12,6 +12,8 @@ from .noise import GaussianNoise
 from .quant import Layers
 
 ARCHS: tuple[str, ...] = ("lenet5", "vgg11", "resnet18")
+#: The architectures' names as the paper writes them.
+ARCH_NAMES: dict[str, str] = {"lenet5": "LeNet-5", "vgg11": "VGG-11", "resnet18": "ResNet-18"}
 #: VGG config "A" (VGG-11); ``"M"`` is a 2x2 max-pool.
 VGG11_CFG: tuple = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 

@@ -4,24 +4,28 @@ The defaults of :class:`Profile` are the paper's protocol; each YAML file in
 ``paperlib/configs/`` lists only what differs from them:
 
 - ``smoke``: every notebook in about a minute on 2 CPU cores (CI, nbval);
-- ``quick``: real CIFAR-10, the paper's trends visible, about an hour on a laptop CPU;
+- ``quick``: real CIFAR-10 at laptop scale (the deeper networks on fewer images
+  and epochs, via ``arch_overrides``), about an hour on 2 CPU cores;
 - ``paper``: the paper's protocol (500 epochs, the authors' grids, 17 sigmas, 5 seeds).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import yaml
 
 from .experiment import RunSpec
+from .models import ARCHS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+#: Profile fields that ``arch_overrides`` may set per architecture.
+OVERRIDABLE: tuple[str, ...] = ("epochs", "train_subset", "test_subset", "seeds", "repeats")
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,29 @@ class Profile:
     """architectures of the multi-architecture figures (Fig. 3, Table II)"""
     vgg11_ramp_epochs: int = 100
     """VGG-11 noisy training: epochs of the linear sigma ramp (authors: 100 of 500)"""
+    noisy_n_sigmas: int = 17
+    """training sigmas of noisy training (Fig. 3): this many log-spaced points over the evaluation range"""
+    noisy_bits: tuple[int, ...] = (4, 8)
+    """bit widths of the quantized noisy-trained variants (Fig. 3), each with dynamic and constant scaling"""
+    noisy_scale: float = 1.0
+    """constant scale s of the constant-scaling variant in noisy training (Fig. 3)"""
+    arch_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """per-architecture values of epochs, train_subset, test_subset, seeds, repeats (e.g. fewer images for VGG-11)"""
 
     def sigmas(self) -> tuple[float, ...]:
         """The evaluation grid: ``n_sigmas`` points, log-spaced from ``sigma_min`` to ``sigma_max``."""
-        return tuple(float(s) for s in np.logspace(np.log10(self.sigma_min), np.log10(self.sigma_max), self.n_sigmas))
+        return self._grid(self.n_sigmas)
+
+    def noisy_sigmas(self) -> tuple[float, ...]:
+        """The training sigmas of noisy training: ``noisy_n_sigmas`` log-spaced points over the same range."""
+        return self._grid(self.noisy_n_sigmas)
+
+    def _grid(self, n: int) -> tuple[float, ...]:
+        return tuple(float(s) for s in np.logspace(np.log10(self.sigma_min), np.log10(self.sigma_max), n))
+
+    def for_arch(self, arch: str) -> "Profile":
+        """This profile with ``arch``'s overrides applied (epochs, subsets, seeds, repeats)."""
+        return replace(self, arch_overrides={}, **self.arch_overrides.get(arch, {}))
 
     def scales(self, arch: str) -> tuple[float, ...]:
         """The constant scales of ``arch``."""
@@ -70,12 +93,14 @@ class Profile:
     def spec(self, arch: str, **fields: Any) -> RunSpec:
         """A :class:`RunSpec` with this profile's epochs, subsets and grid; ``fields`` override.
 
-        Noisy training of VGG-11 gets the profile's ramp (capped at the epochs).
+        The architecture's overrides apply; noisy training of VGG-11 gets the
+        profile's ramp (capped at the epochs).
         """
-        base: dict[str, Any] = dict(arch=arch, epochs=self.epochs, train_subset=self.train_subset,
-                                    test_subset=self.test_subset, sigmas=self.sigmas(), repeats=self.repeats)
+        p = self.for_arch(arch)
+        base: dict[str, Any] = dict(arch=arch, epochs=p.epochs, train_subset=p.train_subset,
+                                    test_subset=p.test_subset, sigmas=p.sigmas(), repeats=p.repeats)
         if arch == "vgg11" and fields.get("sigma_train", 0.0) > 0:
-            base["sigma_ramp_epochs"] = min(self.vgg11_ramp_epochs, fields.get("epochs", self.epochs))
+            base["sigma_ramp_epochs"] = min(p.vgg11_ramp_epochs, fields.get("epochs", p.epochs))
         return RunSpec.from_dict({**base, **fields})
 
 
@@ -95,11 +120,20 @@ def load_profile(name: str | os.PathLike = "quick") -> Profile:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(unknown)} in profile {path}; known fields: {', '.join(known)}")
+    overrides = values.get("arch_overrides", {})
+    for arch, fields in overrides.items():
+        if arch not in ARCHS or not isinstance(fields, dict) or set(fields) - set(OVERRIDABLE):
+            raise ValueError(f"arch_overrides in profile {path} must map an architecture ({', '.join(ARCHS)}) "
+                             f"to values of {', '.join(OVERRIDABLE)}; got {arch}: {fields!r}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     values.setdefault("name", path.stem)
     profile = Profile(**values)
-    profile.spec(profile.archs[0])  # validates epochs, subsets, grid
-    for arch in profile.archs:
-        for s in profile.scales(arch):
+    for arch in ARCHS:
+        profile.spec(arch)  # validates epochs, subsets, grid, with the overrides
+        if not (isinstance(profile.for_arch(arch).seeds, int) and profile.for_arch(arch).seeds >= 1):
+            raise ValueError(f"seeds must be an integer >= 1 in profile {path}")
+        for s in (*profile.scales(arch), profile.noisy_scale):
             RunSpec(arch=arch, bits=profile.bits[0] if profile.bits else 8, scale=s)
+    for b in (*profile.bits, *profile.noisy_bits):
+        RunSpec(bits=b)
     return profile

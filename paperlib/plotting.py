@@ -1,0 +1,145 @@
+"""Plots of the paper's figures. Each function takes a matplotlib ``ax`` and returns it; :func:`savefig` writes files.
+
+Colours follow the paper's Fig. 2: fp32 black, dynamic scaling orange,
+constant scales along a colour map by scale; noisy training dashed (Fig. 3).
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .atomic import write_atomic
+from .midpoint import fit_midpoint
+
+
+def _legend(ax: plt.Axes, **kwargs) -> None:
+    """A legend, or a note that there is nothing to show (e.g. every fit failed in a smoke run)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+    else:
+        ax.text(0.5, 0.5, "no usable curve", transform=ax.transAxes, ha="center", color="0.5")
+
+
+def variant_color(bits: float | None, scale: float | None, scales: list[float] | None = None):
+    """fp32 black, dynamic orange, constant scale ``s``: a viridis shade by the rank of ``s`` among ``scales``."""
+    if bits is None or pd.isna(bits):
+        return "black"
+    if scale is None or pd.isna(scale):
+        return "tab:orange"
+    ranks = sorted(scales or [scale])
+    pos = ranks.index(scale) / (len(ranks) - 1) if scale in ranks and len(ranks) > 1 else 0.5
+    return mpl.colormaps["viridis"](0.1 + 0.8 * pos)
+
+
+def plot_curves(ax: plt.Axes, curves: pd.DataFrame, *, fit: bool = False, title: str | None = None) -> plt.Axes:
+    """Accuracy vs sigma, one curve per variant and regime (rows of :func:`paperlib.reproduce.curves`).
+
+    Points are the mean over seeds with their spread as error bars (log sigma
+    axis, accuracy in %), joined by lines; ``fit`` overlays the fitted logistic
+    (Eq. 1) of each curve whose fit succeeds, thin. Noisy-trained curves are dashed.
+    """
+    scales = sorted(curves.scale.dropna().unique().tolist())
+    for (variant, regime), g in curves.groupby(["variant", "regime"], sort=False):
+        color = variant_color(g.bits.iloc[0], g.scale.iloc[0], scales)
+        style = "--" if regime == "noisy" else "-"
+        name = f"{variant}, noisy training" if regime == "noisy" else variant
+        ax.errorbar(g.sigma, 100 * g.acc_mean, yerr=100 * g.acc_std.fillna(0), color=color, ls=style, lw=1.2,
+                    marker="o" if regime == "clean" else "s", ms=3, capsize=2, label=name)
+        if fit:
+            m = fit_midpoint(g.sigma.to_numpy(), g.acc_mean.to_numpy(), g.acc_std.to_numpy())
+            if m.ok:
+                xs = np.logspace(math.log10(g.sigma.min()), math.log10(g.sigma.max()), 200)
+                ax.plot(xs, 100 * m.curve(xs), color=color, ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"noise level $\sigma$ (absolute)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.axhline(10, color="0.6", lw=0.8, ls=":")
+    ax.set_ylim(0, 100)
+    if title:
+        ax.set_title(title)
+    _legend(ax, fontsize="x-small", ncol=2)
+    return ax
+
+
+def plot_peak_vs_midpoint(ax: plt.Axes, summary: pd.DataFrame, *, title: str | None = None) -> plt.Axes:
+    """Fig. 2 (c): peak accuracy (%) vs sigma_mid, one point per scaling choice, one series per bit width.
+
+    Error bars: spread of the peak accuracy over seeds and the fit's standard
+    error of sigma_mid. The fp32 baseline is a black star; points are labelled
+    with their constant scale (``dyn`` for dynamic scaling).
+    """
+    ok = summary[summary.fit_ok & (summary.regime == "clean")]
+    for bits, g in ok[ok.bits.notna()].groupby("bits"):
+        g = g.assign(order=g.scale.fillna(0)).sort_values("order")
+        line = ax.errorbar(g.sigma_mid, 100 * g.peak_acc, xerr=g.sigma_mid_err, yerr=100 * g.peak_acc_std.fillna(0),
+                           marker="o", capsize=2, label=f"{int(bits)}-bit")
+        for s, x, y in zip(g.scale, g.sigma_mid, g.peak_acc):
+            ax.annotate("dyn" if pd.isna(s) else f"{s:g}", (x, 100 * y), fontsize="x-small", xytext=(3, 3),
+                        textcoords="offset points", color=line[0].get_color())
+    fp32 = ok[ok.bits.isna()]
+    if len(fp32):
+        ax.errorbar(fp32.sigma_mid, 100 * fp32.peak_acc, xerr=fp32.sigma_mid_err, yerr=100 * fp32.peak_acc_std.fillna(0),
+                    marker="*", ms=10, color="black", ls="none", label="fp32")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"midpoint noise level $\sigma_{mid}$")
+    ax.set_ylabel("peak accuracy (%)")
+    if title:
+        ax.set_title(title)
+    _legend(ax, fontsize="small")
+    return ax
+
+
+def plot_midpoints(ax: plt.Axes, table: pd.DataFrame, *, title: str | None = None) -> plt.Axes:
+    """Table II as bars: sigma_mid per architecture without and with noisy training, ours and the paper's (log axis).
+
+    ``table`` is :func:`paperlib.reproduce.compare_table_ii`'s output.
+    """
+    x = np.arange(len(table))
+    bars = [("sigma_mid", "ours, trained without noise", "tab:blue", None),
+            ("sigma_mid_noisy", "ours, noisy training", "tab:red", None),
+            ("paper_sigma_mid", "paper, without", "tab:blue", "//"),
+            ("paper_sigma_mid_noisy", "paper, noisy training", "tab:red", "//")]
+    for i, (col, name, color, hatch) in enumerate(bars):
+        ax.bar(x + (i - 1.5) * 0.2, table[col], 0.2, label=name, color=color if hatch is None else "white",
+               edgecolor=color, hatch=hatch)
+    ax.set_xticks(x, table["model"])
+    ax.set_yscale("log")
+    ax.set_ylabel(r"midpoint noise level $\sigma_{mid}$")
+    if title:
+        ax.set_title(title)
+    _legend(ax, fontsize="x-small")
+    return ax
+
+
+def savefig(fig: plt.Figure, name: str, caption: str, table: pd.DataFrame | None = None,
+            figures_dir: str | Path = "figures") -> list[Path]:
+    """Write ``<figures_dir>/<name>.png`` and ``.pdf`` with ``caption`` under the plot, and ``table`` as ``.csv``.
+
+    The CSV's first line is the caption as a ``#`` comment (read it with
+    ``pd.read_csv(path, comment="#")``). Each file is written whole, then renamed.
+    """
+    out = Path(figures_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(60, int(fig.get_figwidth() * 14))
+    fig.text(0.01, -0.01, "\n".join(textwrap.wrap(caption, width)), fontsize=7, va="top", ha="left", color="0.3")
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out / f"{name}.{ext}"
+        write_atomic(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=150, bbox_inches="tight"))
+        paths.append(path)
+    if table is not None:
+        paths.append(save_table(table, out / f"{name}.csv", caption))
+    return paths
+
+
+def save_table(table: pd.DataFrame, path: str | Path, caption: str) -> Path:
+    """Write ``table`` as CSV with ``caption`` as a first ``#`` comment line (``pd.read_csv(path, comment="#")``)."""
+    path = Path(path)
+    write_atomic(path, lambda f: f.write(f"# {caption}\n{table.to_csv(index=False)}".encode()))
+    return path
