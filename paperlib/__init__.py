@@ -13,20 +13,22 @@ from .experiment import CacheWarning, RunResult, RunSpec, run
 from .midpoint import MidpointFit, fit_midpoint
 from . import paper, plotting, reproduce
 from .models import ARCH_NAMES, ARCHS, build_model
-from .noise import GaussianNoise, noise_modules, noise_settings, set_noise
+from .instrument import add_noise
+from .noise import NOISE_KINDS, GaussianNoise, WeightNoise, noise_modules, noise_settings, noise_sites, set_noise, weight_layers
 from .profiles import Profile, load_profile
 from .quant import BIT_WIDTHS, CONST_SCALE_MAX
 from .stats import ModelStats, model_stats
 from .study import Study
 from .sweep import dask_executor, run_sweep
-from .training import TrainConfig, TrainResult, default_lr, train
+from .training import SIGMA_SAMPLINGS, TrainConfig, TrainResult, default_lr, train
+from .walking import fit_layer_curves, layer_curves, layer_sensitivity, noise_site_table
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ARCH_NAMES", "ARCHS", "BIT_WIDTHS", "CONST_SCALE_MAX", "CIFAR10Data", "CacheWarning", "DEFAULT_SIGMAS", "DataNotFoundError",
-    "GaussianNoise", "MidpointFit", "ModelStats", "Profile", "RunResult", "RunSpec", "Study", "TrainConfig", "TrainResult",
-    "accuracy", "augment", "build_model", "dask_executor", "default_lr", "evaluate_pairs", "fit_midpoint",
-    "load_cifar10", "load_profile", "model_stats", "noise_modules", "noise_settings", "noise_sweep",
-    "resolve_device", "run", "run_sweep", "set_noise", "summarize_sweep", "train",
+    "GaussianNoise", "MidpointFit", "NOISE_KINDS", "SIGMA_SAMPLINGS", "WeightNoise", "ModelStats", "Profile", "RunResult", "RunSpec", "Study", "TrainConfig", "TrainResult",
+    "accuracy", "add_noise", "augment", "build_model", "dask_executor", "default_lr", "evaluate_pairs", "fit_layer_curves", "fit_midpoint", "layer_curves", "layer_sensitivity",
+    "load_cifar10", "load_profile", "model_stats", "noise_modules", "noise_settings", "noise_site_table", "noise_sites", "noise_sweep",
+    "resolve_device", "run", "run_sweep", "set_noise", "summarize_sweep", "train", "weight_layers",
 ]

@@ -9,6 +9,11 @@ batch is replicated once per pair and every copy gets its own sigma (a
 per-sample sigma of shape ``[pairs * batch]``). The noise is drawn per element,
 so this gives the same distribution of accuracies as setting one sigma at a
 time and looping over the test set, with far fewer forward passes.
+
+Weight noise (``kind="weight"``) cannot differ between the samples of one
+forward pass (they share the weights), so it evaluates one (sigma, repeat)
+pair per forward pass instead, with a fresh weight draw for every test batch
+of at most ``max_batch`` images.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .device import tf32
 from .inference import frozen_quantizers
-from .noise import NoiseKind, check_sigma, noise_settings, set_noise
+from .noise import NoiseKind, check_kind, check_sigma, noise_settings, set_noise
 
 #: The authors' sigma grid: 17 points, four per decade, 0.01 ... 100.
 DEFAULT_SIGMAS: np.ndarray = np.logspace(-2, 2, 17)
@@ -57,14 +62,16 @@ def accuracy(
     batch_size: int = 1000,
     generator: torch.Generator | None = None,
 ) -> float:
-    """Accuracy (fraction) of ``model`` in eval mode on ``x [N, 3, 32, 32]``, ``y [N]`` at one noise level.
+    """Accuracy (fraction) of ``model`` in eval mode on ``x [N, ...]`` (e.g. ``[N, 3, 32, 32]``), ``y [N]`` at one noise level.
 
-    The model's noise settings and train/eval mode are restored afterwards.
+    ``layer`` and ``kind`` are as in :func:`paperlib.set_noise`. The model's
+    noise settings and train/eval mode are restored afterwards.
     """
     check_sigma(sigma)
+    check_kind(kind)
     device = _model_device(model)
     correct = 0
-    with eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False):
+    with eval_mode(model), noise_settings(model), frozen_quantizers(model, weights=kind != "weight"), tf32(False):
         set_noise(model, sigma, layer, kind=kind, generator=generator)
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
@@ -89,11 +96,14 @@ def noise_sweep(
 
     Args:
         model: a model with noise modules, on its device.
-        x, y: test images ``[N, 3, 32, 32]`` and labels ``[N]`` (moved to the model's device).
+        x, y: test inputs ``[N, ...]`` (images: ``[N, 3, 32, 32]``) and labels ``[N]``
+            (moved to the model's device).
         sigmas: absolute noise levels (>= 0).
         repeats: independent evaluations of the whole test set per sigma.
-        layer: ``None`` for global noise, or the index of the one noisy module.
-        kind: ``"additive"`` or ``"multiplicative"``.
+        layer: ``None`` for global noise, or the index of the one noisy site
+            (see :func:`paperlib.noise.noise_sites`).
+        kind: ``"additive"``, ``"multiplicative"``, ``"combined"`` or ``"weight"``
+            (weight noise: one pair per forward pass, see the module docstring).
         seed: seeds the noise draws; same seed and ``max_batch`` -> same numbers.
         max_batch: most images in one forward pass (bounds memory).
         progress: show a progress bar.
@@ -124,21 +134,23 @@ def evaluate_pairs(
     """Accuracy for each ``(sigma, repeat)`` pair; see :func:`noise_sweep` for the arguments."""
     for s, _ in pairs:
         check_sigma(s)
+    weight = check_kind(kind) == "weight"
     device = _model_device(model)
     x, y = x.to(device), y.to(device)
     batch = min(len(x), max_batch)
-    per_pass = max(1, max_batch // batch)
+    per_pass = 1 if weight else max(1, max_batch // batch)
     gen = torch.Generator(device).manual_seed(seed)
     correct = torch.zeros(len(pairs), dtype=torch.long, device=device)
     steps = -(-len(pairs) // per_pass) * -(-len(x) // batch)
-    with eval_mode(model), noise_settings(model), frozen_quantizers(model), tf32(False), \
+    with eval_mode(model), noise_settings(model), frozen_quantizers(model, weights=not weight), tf32(False), \
             tqdm(total=steps, desc="noise sweep", disable=not progress, leave=False) as bar:
         for c in range(0, len(pairs), per_pass):
             chunk = torch.tensor([s for s, _ in pairs[c:c + per_pass]], device=device, dtype=x.dtype)
             for i in range(0, len(x), batch):
                 xb, yb = x[i:i + batch], y[i:i + batch]
-                set_noise(model, chunk.repeat_interleave(len(xb)), layer, kind=kind, generator=gen)
-                pred = model(xb.repeat(len(chunk), 1, 1, 1)).argmax(1).view(len(chunk), len(xb))
+                sigma = pairs[c][0] if weight else chunk.repeat_interleave(len(xb))  # weight noise: one sigma per pass
+                set_noise(model, sigma, layer, kind=kind, generator=gen)
+                pred = model(xb.repeat(len(chunk), *([1] * (xb.dim() - 1)))).argmax(1).view(len(chunk), len(xb))
                 correct[c:c + len(chunk)] += (pred == yb).sum(1)
                 bar.update()
     acc = (correct.double() / len(x)).cpu().numpy()

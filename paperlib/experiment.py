@@ -100,7 +100,15 @@ class RunSpec:
     repeats: int = 5
     """noise draws per sigma; evaluation only"""
     noise_kind: str = "additive"
-    """evaluation noise: additive or multiplicative; evaluation only"""
+    """evaluation noise: additive, multiplicative, combined or weight (see paperlib.set_noise); evaluation only"""
+    train_noise_kind: str = "additive"
+    """kind of the training noise (as noise_kind); only hashed when not additive"""
+    sigma_alpha: float = 1.0
+    """variance-aware training: weight of sigma_train in each drawn training sigma (dimensionless); see TrainConfig"""
+    sigma_theta: float = 0.0
+    """variance-aware training: scale of the random part theta * |z| of each training sigma (absolute sigma units)"""
+    sigma_sampling: str = "fixed"
+    """training sigma: "fixed", "sample" (per image) or "epoch" (per epoch); see TrainConfig"""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -120,7 +128,11 @@ class RunSpec:
                 raise ValueError(f"{name} must be None (all images) or an integer >= 10, got {value!r}")
         if self.noise_kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise_kind {self.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
-        self.train_config()  # validates epochs, lr, batch size, sigma_train and the ramp
+        for name in ("sigma_alpha", "sigma_theta"):  # 1 and 1.0 are one spec, with one cache key
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
+        self.train_config()  # validates epochs, lr, batch size, sigma_train, the ramp and the training noise
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunSpec":
@@ -141,11 +153,17 @@ class RunSpec:
         """The :class:`TrainConfig` of this run (learning rate resolved)."""
         lr = self.lr if self.lr is not None else default_lr(self.arch, self.bits)
         return TrainConfig(epochs=self.epochs, lr=lr, batch_size=self.batch_size, sigma_train=self.sigma_train,
-                           sigma_ramp_epochs=self.sigma_ramp_epochs, seed=self.seed)
+                           sigma_ramp_epochs=self.sigma_ramp_epochs, seed=self.seed, noise_kind=self.train_noise_kind,
+                           sigma_alpha=self.sigma_alpha, sigma_theta=self.sigma_theta, sigma_sampling=self.sigma_sampling)
 
     def training_fields(self) -> dict[str, Any]:
-        """The fields that determine the trained network (learning rate resolved)."""
-        out = {k: v for k, v in self.to_dict().items() if k not in ("sigmas", "repeats", "noise_kind")}
+        """The fields that determine the trained network (learning rate resolved).
+
+        Fields added after the first release (:data:`HASH_OPTIONAL_DEFAULTS`)
+        are left out at their default, so every older spec keeps its cache key.
+        """
+        out = {k: v for k, v in self.to_dict().items() if k not in ("sigmas", "repeats", "noise_kind")
+               and not (k in HASH_OPTIONAL_DEFAULTS and v == HASH_OPTIONAL_DEFAULTS[k])}
         out["lr"] = self.train_config().lr
         return out
 
@@ -162,6 +180,11 @@ class RunSpec:
     def pairs(self) -> list[tuple[float, int]]:
         """The (sigma, repeat) pairs this spec evaluates."""
         return [(s, r) for s in self.sigmas for r in range(self.repeats)]
+
+
+#: RunSpec training fields added after the first release, with the defaults at which they are not hashed.
+HASH_OPTIONAL_DEFAULTS: dict[str, Any] = {"train_noise_kind": "additive", "sigma_alpha": 1.0, "sigma_theta": 0.0,
+                                          "sigma_sampling": "fixed"}
 
 
 def _hash(obj: dict) -> str:

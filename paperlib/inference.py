@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .noise import FROZEN_WEIGHT_ATTR
+
 
 def _plain_io(m: nn.Module) -> bool:
     """A Brevitas layer with only its weights quantized (no input, output or bias quantizer)."""
@@ -38,12 +40,17 @@ def _relu(scale: Tensor, qmax: float, x: Tensor) -> Tensor:
 
 
 @contextlib.contextmanager
-def frozen_quantizers(model: nn.Module) -> Iterator[nn.Module]:
+def frozen_quantizers(model: nn.Module, weights: bool = True) -> Iterator[nn.Module]:
     """Inside, ``model`` (in eval mode) evaluates with quantized weights computed once and fused ReLU quantizers.
 
     Layers with an input, output or bias quantizer, and signed or narrow-range
     activation quantizers, keep Brevitas' own forward. The model's forwards
     are restored on exit. Must not be used for training.
+
+    ``weights=False`` fuses the ReLU quantizers only and leaves every weight
+    layer's own forward, which re-quantizes its weight on every pass: needed
+    for weight noise (``kind="weight"``), which perturbs the float weight
+    before Brevitas quantizes it.
     """
     if model.training:
         raise RuntimeError("frozen_quantizers is for evaluation: call model.eval() first")
@@ -52,8 +59,11 @@ def frozen_quantizers(model: nn.Module) -> Iterator[nn.Module]:
         with torch.no_grad():
             for m in model.modules():
                 if isinstance(m, (qnn.QuantConv2d, qnn.QuantLinear)) and _plain_io(m):
+                    if not weights:
+                        continue
                     weight = m.quant_weight().value.detach()
                     m.forward = functools.partial(_conv if isinstance(m, qnn.QuantConv2d) else _linear, m, weight)
+                    setattr(m, FROZEN_WEIGHT_ATTR, True)
                 elif isinstance(m, qnn.QuantReLU) and not m.act_quant.is_signed and not m.act_quant.is_narrow_range:
                     scale = m.act_quant.scale().detach()
                     m.forward = functools.partial(_relu, scale, float(2 ** int(m.act_quant.bit_width()) - 1))
@@ -64,3 +74,4 @@ def frozen_quantizers(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m in patched:
             del m.forward
+            m.__dict__.pop(FROZEN_WEIGHT_ATTR, None)

@@ -1,4 +1,4 @@
-"""Noise injection modules (REFERENCE §2).
+"""Noise injection: on activations (noise modules) or on weights (REFERENCE §2, §9).
 
 A :class:`GaussianNoise` module sits after every layer of our models. It adds
 zero-mean Gaussian noise with an *absolute* standard deviation ``sigma`` to a
@@ -6,14 +6,22 @@ plain tensor, drawn independently per element on every forward pass. The
 backward pass treats the draw as a constant (no gradient flows into it), as in
 the authors' ``AddGaussianNoise``.
 
-Kinds (``kind``):
+Kinds (``kind``), with ``z, z' ~ N(0, 1)`` drawn per element:
 
 - ``"additive"``: ``y = x + sigma * z`` (the paper's noise model),
 - ``"multiplicative"``: ``y = x * (1 + sigma * z)``, i.e. ``x * N(1, sigma^2)``
-  (the authors' code, beyond the paper).
+  (the authors' code, beyond the paper),
+- ``"combined"``: multiply, then add, with the same sigma:
+  ``y = x * (1 + sigma * z) + sigma * z'``, i.e. ``x * N(1, sigma^2) + N(0, sigma^2)``
+  (the authors' code, REFERENCE §2 last bullet),
+- ``"weight"``: no activation noise; instead ``W + sigma * Z`` replaces the
+  weight ``W`` of every Conv/Linear layer (:func:`weight_layers`) in each
+  forward pass, see :class:`WeightNoise`. The noise modules stay silent.
 
-``sigma`` is a float, or a tensor of shape ``[batch]`` giving one sigma per
-sample (used to evaluate many noise levels in one forward pass).
+``sigma`` is a float, or (activation kinds only) a tensor of shape ``[batch]``
+giving one sigma per sample (used to evaluate many noise levels in one forward
+pass). :func:`set_noise` selects the kind, the sigma and, for layer-wise
+("walking") noise, the one noisy site.
 """
 from __future__ import annotations
 
@@ -25,8 +33,11 @@ from typing import Iterator, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-NoiseKind = Literal["additive", "multiplicative"]
-NOISE_KINDS: tuple[str, ...] = ("additive", "multiplicative")
+NoiseKind = Literal["additive", "multiplicative", "combined", "weight"]
+#: Every noise kind :func:`set_noise` accepts.
+NOISE_KINDS: tuple[str, ...] = ("additive", "multiplicative", "combined", "weight")
+#: The kinds applied by the :class:`GaussianNoise` modules (on activations).
+ACTIVATION_KINDS: tuple[str, ...] = ("additive", "multiplicative", "combined")
 NoiseWhen = Literal["train", "eval", "both"]
 NOISE_WHEN: tuple[str, ...] = ("train", "eval", "both")
 Sigma = float | Tensor
@@ -88,12 +99,24 @@ def check_sigma(sigma: Sigma) -> Sigma:
     return value
 
 
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is one of :data:`NOISE_KINDS`, else raise ``ValueError``."""
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)}")
+    return kind
+
+
+def _mode_matches(when: str, training: bool) -> bool:
+    return when == "both" or (when == "train") == training
+
+
 class GaussianNoise(nn.Module):
     """Gaussian noise on a layer's output (REFERENCE §2).
 
     Attributes:
         sigma: absolute standard deviation; float, or tensor of shape ``[batch]``.
-        kind: ``"additive"`` or ``"multiplicative"``.
+        kind: ``"additive"``, ``"multiplicative"`` or ``"combined"``; ``"weight"``
+            makes the module silent (the noise is on the weights then).
         when: apply the noise in ``"train"`` mode, ``"eval"`` mode or ``"both"``.
         generator: ``torch.Generator`` for the draws (on the tensor's device);
             ``None`` uses torch's global generator.
@@ -112,9 +135,9 @@ class GaussianNoise(nn.Module):
 
     def active(self) -> bool:
         """Whether a forward pass in the current mode would add noise."""
-        if isinstance(self.sigma, float) and self.sigma == 0.0:
+        if self.kind == "weight" or (isinstance(self.sigma, float) and self.sigma == 0.0):
             return False
-        return self.when == "both" or (self.when == "train") == self.training
+        return _mode_matches(self.when, self.training)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.active():
@@ -131,10 +154,15 @@ class GaussianNoise(nn.Module):
                     f"per-sample sigma has {sigma.shape[0]} entries but the batch has {x.shape[0]} samples"
                 )
             sigma = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        if self.kind not in ACTIVATION_KINDS:
+            raise ValueError(f"unknown noise kind {self.kind!r} for a noise module; choose one of {', '.join(ACTIVATION_KINDS)}")
         draw = standard_normal(x.shape, self.generator, x.device, x.dtype)
         if self.kind == "additive":
             return draw.mul_(sigma).add_(x)  # x + sigma * draw, in the draw's buffer
-        return draw.mul_(sigma).add_(1.0).mul_(x)  # x * (1 + sigma * draw)
+        out = draw.mul_(sigma).add_(1.0).mul_(x)  # x * (1 + sigma * draw)
+        if self.kind == "multiplicative":
+            return out
+        return out.add_(standard_normal(x.shape, self.generator, x.device, x.dtype).mul_(sigma))  # combined: + sigma * draw2
 
     def extra_repr(self) -> str:
         sigma = f"tensor[{self.sigma.shape[0]}]" if isinstance(self.sigma, Tensor) else f"{self.sigma:g}"
@@ -151,6 +179,115 @@ def noise_modules(model: nn.Module) -> list[GaussianNoise]:
     return [m for m in model.modules() if isinstance(m, GaussianNoise)]
 
 
+# ---------------------------------------------------------------------------------------------
+# Weight noise
+# ---------------------------------------------------------------------------------------------
+
+#: Layers whose weights ``kind="weight"`` perturbs (Brevitas' QuantConv2d/QuantLinear subclass them).
+WEIGHT_LAYER_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd, nn.Linear)
+#: Attribute under which a layer keeps its :class:`WeightNoise` settings.
+_WEIGHT_NOISE_ATTR = "_paperlib_weight_noise"
+#: Attribute that marks a layer whose forward reads precomputed weights (set by frozen_quantizers).
+FROZEN_WEIGHT_ATTR = "_paperlib_frozen_weight"
+
+
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Every Conv/Linear layer of ``model`` (fp32 or Brevitas), in module order.
+
+    For our models module order is forward order, as for :func:`noise_modules`.
+    These are the sites of ``kind="weight"``: ``set_noise(..., kind="weight", layer=k)``
+    perturbs the weights of ``weight_layers(model)[k]`` only.
+    """
+    return [m for m in model.modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
+
+
+def noise_sites(model: nn.Module, kind: NoiseKind = "additive") -> list[nn.Module]:
+    """The modules that ``set_noise(model, ..., layer=k, kind=kind)`` indexes with ``k``.
+
+    :func:`noise_modules` for the activation kinds, :func:`weight_layers` for ``"weight"``.
+    """
+    return weight_layers(model) if check_kind(kind) == "weight" else noise_modules(model)
+
+
+class WeightNoise:
+    """Weight-noise settings of one Conv/Linear layer (``kind="weight"``, REFERENCE §9).
+
+    In every forward pass of the layer in which the noise is active, its weight
+    ``W`` (any shape, e.g. ``[out, in, k, k]``) is replaced by ``W + sigma * Z``
+    with ``Z ~ N(0, 1)`` drawn per element, afresh on every forward pass, then
+    restored after the pass (also after an exception). The bias is left clean.
+
+    Choices:
+
+    - ``sigma`` is **absolute**, in the units of the weight, like the
+      activation noise (not relative to ``|W|`` or to the layer's weight scale).
+    - The draw is a constant for autograd: the gradient with respect to ``W``
+      is the gradient of the loss at the noisy weight ``W + sigma * Z``, and it
+      flows to the clean parameter ``W`` (the optimizer updates ``W``).
+    - Brevitas layers (``QuantConv2d``/``QuantLinear``) quantize the *noisy*
+      float weight: the noise is added before the weight quantizer, whose
+      per-channel/per-tensor scale (max ``|W|``) is then computed from the
+      noisy weight, as Brevitas computes it from whatever weight it quantizes.
+    - One sigma per forward pass: all samples of a batch share the layer's
+      weights, so a per-sample sigma ``[batch]`` is refused.
+
+    Installed on a layer (as two hooks, and this object as an attribute) the
+    first time :func:`set_noise` is called with ``kind="weight"``; with sigma 0
+    the hooks do nothing. The layer's parameters and state dict do not change.
+    """
+
+    def __init__(self) -> None:
+        self.sigma: float = 0.0
+        """absolute standard deviation of the weight noise"""
+        self.when: NoiseWhen = "both"
+        """the modes that see the noise: ``"train"``, ``"eval"`` or ``"both"``"""
+        self.generator: torch.Generator | None = None
+        """generator of the draws; ``None`` uses torch's global one"""
+        self._clean: list[Tensor] = []
+
+    def active(self, training: bool) -> bool:
+        """Whether a forward pass in this mode perturbs the weight."""
+        return self.sigma != 0.0 and _mode_matches(self.when, training)
+
+    def settings(self) -> tuple:
+        """``(sigma, when, generator)``, as :func:`noise_settings` saves them."""
+        return self.sigma, self.when, self.generator
+
+
+def _weight_noise_pre_hook(module: nn.Module, args: tuple) -> None:
+    state: WeightNoise = getattr(module, _WEIGHT_NOISE_ATTR)
+    if not state.active(module.training):
+        return
+    if getattr(module, FROZEN_WEIGHT_ATTR, False):
+        raise RuntimeError(
+            f"weight noise cannot act on {type(module).__name__} while its weights are frozen "
+            "(frozen_quantizers(model, weights=False) keeps the weights live)"
+        )
+    weight = module._parameters["weight"]
+    state._clean.append(weight)
+    draw = standard_normal(weight.shape, state.generator, weight.device, weight.dtype).mul_(state.sigma)
+    module._parameters["weight"] = weight + draw  # a plain tensor for this pass; the gradient flows to ``weight``
+
+
+def _weight_noise_post_hook(module: nn.Module, args: tuple, output: object) -> None:
+    state: WeightNoise = getattr(module, _WEIGHT_NOISE_ATTR)
+    if state._clean:
+        module._parameters["weight"] = state._clean.pop()
+
+
+def _weight_noise(layer: nn.Module, install: bool) -> WeightNoise | None:
+    """The layer's :class:`WeightNoise`; installed first when ``install``, else None when absent."""
+    state = getattr(layer, _WEIGHT_NOISE_ATTR, None)
+    if state is None and install:
+        if not isinstance(layer._parameters.get("weight"), Tensor):
+            raise ValueError(f"weight noise needs a layer with a weight parameter; {type(layer).__name__} has none")
+        state = WeightNoise()
+        setattr(layer, _WEIGHT_NOISE_ATTR, state)
+        layer.register_forward_pre_hook(_weight_noise_pre_hook)
+        layer.register_forward_hook(_weight_noise_post_hook, always_call=True)
+    return state
+
+
 def set_noise(
     model: nn.Module,
     sigma: Sigma,
@@ -160,41 +297,72 @@ def set_noise(
     when: NoiseWhen = "both",
     generator: torch.Generator | None = None,
 ) -> None:
-    """Set the noise of every noise module of ``model``.
+    """Set the noise of every noise site of ``model``.
 
     Args:
-        model: a model holding :class:`GaussianNoise` modules.
-        sigma: absolute noise standard deviation (>= 0), or a tensor ``[batch]``.
+        model: a model holding :class:`GaussianNoise` modules (any model with
+            Conv/Linear layers for ``kind="weight"``).
+        sigma: absolute noise standard deviation (>= 0), or a tensor ``[batch]``
+            (activation kinds only).
         layer: ``None`` for global injection (same sigma everywhere); an index
-            ``k`` into :func:`noise_modules` for layer-wise injection (only
-            module ``k`` is noisy, all others silent; "walking noise").
-        kind: ``"additive"`` or ``"multiplicative"``.
+            ``k`` into :func:`noise_sites` for layer-wise injection (only site
+            ``k`` is noisy, all others silent; "walking noise"). The sites are
+            the noise modules (:func:`noise_modules`) for the activation kinds
+            and the Conv/Linear layers (:func:`weight_layers`) for ``"weight"``.
+        kind: ``"additive"``, ``"multiplicative"``, ``"combined"`` or
+            ``"weight"`` (see the module docstring); the sites of the other
+            family are silenced.
         when: ``"train"``, ``"eval"`` or ``"both"``: the modes that see noise.
         generator: generator for the draws; ``None`` uses torch's global one.
     """
     sigma = check_sigma(sigma)
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)}")
+    check_kind(kind)
     if when not in NOISE_WHEN:
         raise ValueError(f"unknown value when={when!r}; choose one of {', '.join(NOISE_WHEN)}")
     modules = noise_modules(model)
-    if not modules:
-        raise ValueError("the model has no GaussianNoise modules; build it with paperlib.build_model")
-    if layer is not None and not -len(modules) <= layer < len(modules):
-        raise IndexError(f"layer={layer} is out of range: the model has {len(modules)} noise modules (0..{len(modules) - 1})")
-    target = None if layer is None else modules[layer]
+    weighted = weight_layers(model)
+    if kind == "weight":
+        if isinstance(sigma, Tensor):
+            raise ValueError(
+                "weight noise takes one float sigma per forward pass, not a per-sample tensor: "
+                "all samples of a batch share the layer's weights"
+            )
+        if not weighted:
+            raise ValueError("the model has no Conv/Linear layers, so there are no weights to add noise to")
+        sites, what = weighted, "weight layers"
+    else:
+        if not modules:
+            raise ValueError("the model has no GaussianNoise modules; build it with paperlib.build_model or paperlib.add_noise")
+        sites, what = modules, "noise modules"
+    if layer is not None and not -len(sites) <= layer < len(sites):
+        raise IndexError(f"layer={layer} is out of range: the model has {len(sites)} {what} (0..{len(sites) - 1})")
+    target = None if layer is None else sites[layer]
+
+    def level(site: nn.Module, own_kind: bool) -> Sigma:
+        return sigma if own_kind and (target is None or site is target) else 0.0
+
     for m in modules:
-        m.sigma = sigma if target is None or m is target else 0.0
+        m.sigma = level(m, kind != "weight")
         m.kind, m.when, m.generator = kind, when, generator
+    for w in weighted:
+        state = _weight_noise(w, install=kind == "weight")
+        if state is not None:
+            state.sigma, state.when, state.generator = level(w, kind == "weight"), when, generator
 
 
 @contextlib.contextmanager
 def noise_settings(model: nn.Module) -> Iterator[list[GaussianNoise]]:
-    """Context manager that restores every noise module's settings on exit."""
+    """Context manager that restores every noise module's and weight layer's noise settings on exit."""
     modules = noise_modules(model)
     saved: Sequence[tuple] = [(m.sigma, m.kind, m.when, m.generator) for m in modules]
+    weighted = weight_layers(model)
+    saved_weights = [None if (st := _weight_noise(w, install=False)) is None else st.settings() for w in weighted]
     try:
         yield modules
     finally:
         for m, (s, k, w, g) in zip(modules, saved):
             m.sigma, m.kind, m.when, m.generator = s, k, w, g
+        for layer, before in zip(weighted, saved_weights):
+            state = _weight_noise(layer, install=False)
+            if state is not None:
+                state.sigma, state.when, state.generator = before if before is not None else (0.0, "both", None)

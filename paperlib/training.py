@@ -1,10 +1,20 @@
-"""Training: Adam with cosine decay, batch 128, optional noisy training (REFERENCE §6).
+"""Training: Adam with cosine decay, batch 128, optional noisy training (REFERENCE §6, §9).
 
 Data stay on the training device; each step draws a random batch index set,
 augments it there (:func:`paperlib.data.augment`) and runs one Adam step. One
 ``torch.Generator`` on the device, seeded from ``TrainConfig.seed``, drives
-the data order, the augmentation and the training noise, so the same seed
-gives the same numbers on the CPU.
+the data order, the augmentation, the training sigma draws and the training
+noise, so the same seed gives the same numbers on the CPU.
+
+Noisy training injects noise of kind ``TrainConfig.noise_kind`` (any kind of
+:func:`paperlib.set_noise`, weight noise included). Its sigma is, per
+``TrainConfig.sigma_sampling``:
+
+- ``"fixed"``: ``sigma_e``, the (ramped) ``sigma_train`` of epoch ``e`` (the paper);
+- ``"sample"``: variance-aware noisy training (arXiv 2503.16183, REFERENCE §9):
+  a random sigma per training image, ``sigma_i = alpha * sigma_e + theta * |z_i|``,
+  ``z_i ~ N(0, 1)`` drawn afresh in every step; mean ``alpha * sigma_e + theta * sqrt(2/pi)``;
+- ``"epoch"``: the same formula with one ``z`` per epoch, used by the whole epoch.
 """
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ from .atomic import write_atomic
 from .data import CIFAR10Data, augment
 from .device import resolve_device, tf32
 from .evaluate import accuracy
-from .noise import check_sigma, set_noise
+from .noise import NOISE_KINDS, check_sigma, set_noise
 from .quant import load_stats_collection_state, stats_collection_state
 
 #: Learning rates of the paper and the authors' configs (REFERENCE §6).
@@ -59,6 +69,14 @@ class TrainConfig:
     """random crop (padding 4) and horizontal flip"""
     allow_tf32: bool = False
     """allow TF32 matmuls/convolutions on CUDA (faster, not fp32 numerics); no effect on the CPU"""
+    noise_kind: str = "additive"
+    """kind of the training noise: additive, multiplicative, combined or weight (see paperlib.set_noise)"""
+    sigma_alpha: float = 1.0
+    """variance-aware training: weight of the (ramped) sigma_train in each drawn sigma (dimensionless)"""
+    sigma_theta: float = 0.0
+    """variance-aware training: scale of the random part theta * |z| of each drawn sigma (absolute sigma units)"""
+    sigma_sampling: str = "fixed"
+    """training sigma: "fixed" (sigma_train), "sample" (one random sigma per image per step) or "epoch" (one per epoch)"""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
@@ -70,6 +88,20 @@ class TrainConfig:
         check_sigma(self.sigma_train)
         if not (isinstance(self.sigma_ramp_epochs, int) and 0 <= self.sigma_ramp_epochs <= self.epochs):
             raise ValueError(f"sigma_ramp_epochs must be an integer in 0..epochs, got {self.sigma_ramp_epochs!r}")
+        if self.noise_kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise_kind {self.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
+        if self.sigma_sampling not in SIGMA_SAMPLINGS:
+            raise ValueError(f"unknown sigma_sampling {self.sigma_sampling!r}; choose one of {', '.join(SIGMA_SAMPLINGS)}")
+        for name in ("sigma_alpha", "sigma_theta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.sigma_sampling == "fixed" and (self.sigma_alpha != 1.0 or self.sigma_theta != 0.0):
+            raise ValueError("sigma_alpha and sigma_theta only apply to a random training sigma; "
+                             "set sigma_sampling to 'sample' or 'epoch', or leave them at 1.0 and 0.0")
+        if self.sigma_sampling == "sample" and self.noise_kind == "weight":
+            raise ValueError("sigma_sampling='sample' draws one sigma per image, but weight noise takes one sigma "
+                             "per forward pass; use sigma_sampling='epoch' or another noise_kind")
 
     def sigma_at(self, epoch: int) -> float:
         """Training sigma in ``epoch`` (0-based): ``sigma_train * min(1, epoch / sigma_ramp_epochs)``."""
@@ -77,13 +109,37 @@ class TrainConfig:
             return self.sigma_train
         return self.sigma_train * min(1.0, epoch / self.sigma_ramp_epochs)
 
+    def draw_sigma(self, epoch: int, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Random training sigmas ``alpha * sigma_at(epoch) + theta * |z|``, shape ``[n]`` (arXiv 2503.16183).
+
+        ``z ~ N(0, 1)`` is drawn from ``generator`` (on its device), one per
+        entry; their mean is ``alpha * sigma_at(epoch) + theta * sqrt(2 / pi)``.
+        Used per image (``sigma_sampling="sample"``) or once per epoch (``"epoch"``).
+        """
+        z = torch.randn(n, generator=generator, device=generator.device)
+        return z.abs_().mul_(self.sigma_theta).add_(self.sigma_alpha * self.sigma_at(epoch))
+
+    def state(self) -> dict:
+        """The config as a dict for checkpoints; fields at their default that older versions lacked are left out.
+
+        So a checkpoint written before those fields existed still resumes.
+        """
+        return {k: v for k, v in asdict(self).items() if k not in _NEW_DEFAULTS or v != _NEW_DEFAULTS[k]}
+
+
+#: Allowed values of ``TrainConfig.sigma_sampling``.
+SIGMA_SAMPLINGS: tuple[str, ...] = ("fixed", "sample", "epoch")
+#: TrainConfig fields added after the first release, with their defaults (left out of checkpoints when default).
+_NEW_DEFAULTS: dict[str, object] = {"noise_kind": "additive", "sigma_alpha": 1.0, "sigma_theta": 0.0, "sigma_sampling": "fixed"}
+
 
 @dataclass
 class TrainResult:
     """Outcome of :func:`train`; accuracies are fractions."""
 
     history: list[dict] = field(default_factory=list)
-    """one dict per finished epoch: epoch, sigma_train, lr, loss, train_acc, test_acc"""
+    """one dict per finished epoch: epoch, sigma_train (ramped), lr, loss, train_acc, test_acc; with a random
+    training sigma also sigma_mean and sigma_std (over the epoch's images)"""
     test_accuracy: float = math.nan
     """clean (sigma 0) test accuracy after the last finished epoch"""
     diverged: bool = False
@@ -132,7 +188,7 @@ def train(
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
-        if state["config"] != asdict(config):
+        if state["config"] != config.state():
             raise ValueError(f"checkpoint {ckpt} was written for another config ({state['config']}); delete it or pass another path")
         model.load_state_dict(state["model"])
         load_stats_collection_state(model, state["quant_stats"])
@@ -148,7 +204,12 @@ def train(
         for epoch in range(start, config.epochs):
             sigma = config.sigma_at(epoch)
             model.train()
-            set_noise(model, sigma, generator=gen)
+            sampling = config.sigma_sampling
+            if sampling == "epoch":
+                sigma_epoch = float(config.draw_sigma(epoch, 1, gen)[0])
+            set_noise(model, sigma_epoch if sampling == "epoch" else sigma, kind=config.noise_kind, generator=gen)
+            sigma_sum = torch.zeros((), device=dev, dtype=torch.float64)  # "sample": sums over the epoch's images
+            sigma_sq = torch.zeros((), device=dev, dtype=torch.float64)   # of the drawn sigma and of its square
             t_ep = time.perf_counter()
             order = torch.randperm(n, generator=gen, device=dev)
             loss_sum = torch.zeros((), device=dev)
@@ -158,6 +219,11 @@ def train(
                 xb, yb = data.x_train[idx], data.y_train[idx]
                 if config.augment:
                     xb = augment(xb, gen)
+                if sampling == "sample":
+                    drawn = config.draw_sigma(epoch, len(yb), gen)
+                    set_noise(model, drawn, kind=config.noise_kind, generator=gen)
+                    sigma_sum += drawn.double().sum()
+                    sigma_sq += drawn.double().square().sum()
                 out = model(xb)
                 loss = F.cross_entropy(out, yb)
                 opt.zero_grad(set_to_none=True)
@@ -175,12 +241,18 @@ def train(
             lr = sched.get_last_lr()[0]
             sched.step()
             test_acc = accuracy(model, data.x_test, data.y_test, 0.0)
-            result.history.append({"epoch": epoch + 1, "sigma_train": sigma, "lr": lr, "loss": mean_loss,
-                                   "train_acc": float(correct) / n, "test_acc": test_acc})
+            entry = {"epoch": epoch + 1, "sigma_train": sigma, "lr": lr, "loss": mean_loss,
+                     "train_acc": float(correct) / n, "test_acc": test_acc}
+            if sampling == "epoch":
+                entry.update(sigma_mean=sigma_epoch, sigma_std=0.0)
+            elif sampling == "sample":
+                mean = float(sigma_sum) / n
+                entry.update(sigma_mean=mean, sigma_std=math.sqrt(max(0.0, float(sigma_sq) / n - mean * mean)))
+            result.history.append(entry)
             bar.update()
             bar.set_postfix(loss=f"{mean_loss:.3f}", test_acc=f"{test_acc:.3f}")
             if ckpt is not None:
-                state = {"config": asdict(config), "epoch": epoch + 1, "model": model.state_dict(),
+                state = {"config": config.state(), "epoch": epoch + 1, "model": model.state_dict(),
                          "quant_stats": stats_collection_state(model), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": result.history}
                 write_atomic(ckpt, lambda f: torch.save(state, f))

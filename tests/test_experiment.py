@@ -52,6 +52,42 @@ def test_evaluation_only_fields_share_the_training_key():
     assert RunSpec(arch="lenet5", dataset="x").train_key() == RunSpec(arch="lenet5", lr=1e-3, dataset="x").train_key()
 
 
+def test_new_fields_at_their_defaults_keep_every_cache_key():
+    """Keys computed with the code before train_noise_kind / sigma_alpha / sigma_theta / sigma_sampling existed."""
+    spec = RunSpec(arch="lenet5", bits=8, scale=1.0, dataset="x")
+    assert (spec.train_key(), spec.eval_key()) == ("9366dc397a990aae", "3f57667b79528017")
+    assert RunSpec(arch="lenet5", bits=8, scale=1.0, dataset="x", sigma_alpha=1, sigma_sampling="fixed").train_key() == "9366dc397a990aae"
+    mult = RunSpec(arch="lenet5", dataset="x", noise_kind="multiplicative")
+    assert (mult.train_key(), mult.eval_key()) == ("316ecd3a88baf970", "1d0d3d8ecaaf06ed")
+    noisy = RunSpec(arch="resnet18", bits=4, sigma_train=0.5, sigma_ramp_epochs=10, dataset="CIFAR-10")
+    assert noisy.train_key() == "e47374443249e27c"
+    assert set(spec.training_fields()).isdisjoint({"train_noise_kind", "sigma_alpha", "sigma_theta", "sigma_sampling"})
+
+
+def test_training_noise_fields_reach_the_train_config_and_the_key():
+    base = RunSpec(**SPEC, sigma_train=0.1, dataset="x")
+    varied = RunSpec(**SPEC, sigma_train=0.1, sigma_alpha=0.5, sigma_theta=0.2, sigma_sampling="sample",
+                     train_noise_kind="combined", dataset="x")
+    cfg = varied.train_config()
+    assert (cfg.noise_kind, cfg.sigma_alpha, cfg.sigma_theta, cfg.sigma_sampling) == ("combined", 0.5, 0.2, "sample")
+    assert varied.training_fields()["sigma_sampling"] == "sample"
+    keys = {base.train_key(), varied.train_key(), RunSpec(**SPEC, sigma_train=0.1, train_noise_kind="weight", dataset="x").train_key()}
+    assert len(keys) == 3
+    weight_eval = RunSpec(**SPEC, noise_kind="weight", dataset="x")
+    assert weight_eval.train_key() == RunSpec(**SPEC, dataset="x").train_key() and weight_eval.eval_key() != base.eval_key()
+    with pytest.raises(ValueError, match="sigma_alpha and sigma_theta only apply to a random training sigma"):
+        RunSpec(sigma_theta=0.3)
+
+
+def test_a_run_with_variance_aware_training_and_weight_noise_evaluation(tiny_root, tmp_path):
+    spec = RunSpec(**{**SPEC, "sigma_train": 0.05, "train_noise_kind": "combined", "sigma_sampling": "sample",
+                      "sigma_theta": 0.05, "noise_kind": "weight"})
+    res = run(spec, tiny_root, tmp_path, "cpu", progress=False)
+    assert res.trained and len(res.noise_curve) == 4 and res.noise_curve.accuracy.between(0, 1).all()
+    assert {"sigma_mean", "sigma_std"} <= set(res.history.columns)
+    assert res.record["spec"]["sigma_sampling"] == "sample" and res.record["spec"]["train_noise_kind"] == "combined"
+
+
 def test_corrupted_entries_are_recomputed(tiny_root, tmp_path, monkeypatch):
     first = run(RunSpec(**SPEC), tiny_root, tmp_path, "cpu", progress=False)
     record = first.path / "record.json"

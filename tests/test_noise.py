@@ -158,3 +158,45 @@ def test_noise_refuses_a_brevitas_quant_tensor():
     m.sigma = 0.1
     with pytest.raises(TypeError, match="expects a plain torch.Tensor, got IntQuantTensor"):
         m(quant)
+
+
+def test_combined_noise_statistics():
+    """combined: x * N(1, sigma^2) + N(0, sigma^2), two independent draws (REFERENCE §2)."""
+    m = GaussianNoise()
+    m.sigma, m.kind = 0.5, "combined"
+    y = m(torch.full((400_000,), 2.0))
+    assert float(y.mean()) == pytest.approx(2.0, abs=0.01)
+    assert float(y.var()) == pytest.approx(2.0**2 * 0.25 + 0.25, rel=0.02)  # x^2 sigma^2 + sigma^2
+    z = m(torch.zeros(200_000))  # the multiplicative part vanishes on 0: only the additive draw is left
+    assert float(z.std()) == pytest.approx(0.5, rel=0.02)
+    m.sigma = torch.tensor([0.0, 1.0])
+    out = m(torch.ones(2, 50_000))
+    assert torch.equal(out[0], torch.ones(50_000)) and float(out[1].var()) == pytest.approx(2.0, rel=0.03)
+
+
+def test_combined_noise_through_set_noise_is_seeded(lenet):
+    x = torch.randn(2, 3, 32, 32)
+    outs = []
+    for _ in range(2):
+        set_noise(lenet, 0.2, kind="combined", generator=torch.Generator().manual_seed(3))
+        outs.append(lenet(x))
+    set_noise(lenet, 0.2, kind="multiplicative", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(*outs) and not torch.equal(outs[0], lenet(x))
+
+
+def test_unknown_kinds_give_clear_errors(lenet):
+    from paperlib import RunSpec, TrainConfig, noise_sweep
+
+    m = GaussianNoise()
+    m.sigma, m.kind = 0.1, "uniform"
+    with pytest.raises(ValueError, match="unknown noise kind 'uniform' for a noise module; choose one of additive"):
+        m(torch.zeros(3))
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="unknown noise kind 'weights'; choose one of additive, multiplicative, combined, weight"):
+        noise_sweep(lenet, x, y, [0.1], 1, kind="weights", progress=False)
+    with pytest.raises(ValueError, match="unknown noise_kind 'gauss'"):
+        TrainConfig(noise_kind="gauss")
+    with pytest.raises(ValueError, match="unknown noise_kind 'gauss'"):
+        RunSpec(noise_kind="gauss")
+    with pytest.raises(ValueError, match="unknown noise_kind 'gauss'"):
+        RunSpec(train_noise_kind="gauss")
