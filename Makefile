@@ -1,5 +1,5 @@
 # Two entry points on a fresh machine; each creates .venv on first use.
-#   make figures   the main job: runs every numbered notebook through papermill at $(PROFILE),
+#   make figures   the main job: runs every numbered notebook (01-07) through papermill at $(PROFILE),
 #                  executed copies in $(OUT), figures and CSVs in figures/
 #   make test      the test suite (unit tests and smoke runs of every notebook)
 # DATA: CIFAR-10 folder or the JPEG .tar.gz (default $PAPERLIB_DATA, else ./data, downloaded when missing).
@@ -36,6 +36,10 @@ figures: $(VENV)/.installed
 	$(PAPERMILL) notebooks/03_fig3_noisy_training.ipynb $(OUT)/03_fig3_noisy_training.ipynb
 	@echo "== Table II"
 	$(PAPERMILL) notebooks/04_tableII.ipynb $(OUT)/04_tableII.ipynb
+	@echo "== Beyond the paper: walking noise, variance-aware training, noise kinds"
+	$(PAPERMILL) notebooks/05_walking_noise.ipynb $(OUT)/05_walking_noise.ipynb
+	$(PAPERMILL) notebooks/06_variance_aware.ipynb $(OUT)/06_variance_aware.ipynb
+	$(PAPERMILL) notebooks/07_noise_kinds.ipynb $(OUT)/07_noise_kinds.ipynb
 	@echo "figures in figures/, executed notebooks in $(OUT)"
 
 test: $(VENV)/.installed

@@ -4,14 +4,13 @@ Models with a noise module after every layer (fp32 or Brevitas QAT), noise
 injection, training, noise sweeps and the midpoint noise level; run specs,
 a result cache, profiles and sweeps on any executor (Dask included); the
 paper's experiments, numbers and plots for the notebooks (``reproduce``,
-``paper``, ``plotting``, ``Study``).
+``paper``, ``plotting``, ``Study``) and beyond it (``outlook``).
 """
 from .data import CIFAR10Data, DataNotFoundError, augment, load_cifar10
 from .device import resolve_device
 from .evaluate import DEFAULT_SIGMAS, accuracy, evaluate_pairs, noise_sweep, summarize_sweep
 from .experiment import CacheWarning, RunResult, RunSpec, run
 from .midpoint import MidpointFit, fit_midpoint
-from . import paper, plotting, reproduce
 from .models import ARCH_NAMES, ARCHS, build_model
 from .instrument import add_noise
 from .noise import NOISE_KINDS, GaussianNoise, WeightNoise, noise_modules, noise_settings, noise_sites, set_noise, weight_layers
@@ -22,6 +21,7 @@ from .study import Study
 from .sweep import dask_executor, run_sweep
 from .training import SIGMA_SAMPLINGS, TrainConfig, TrainResult, default_lr, train
 from .walking import fit_layer_curves, layer_curves, layer_sensitivity, noise_site_table
+from . import outlook, paper, plotting, reproduce  # the notebooks' modules
 
 __version__ = "0.1.0"
 
@@ -30,5 +30,5 @@ __all__ = [
     "GaussianNoise", "MidpointFit", "NOISE_KINDS", "SIGMA_SAMPLINGS", "WeightNoise", "ModelStats", "Profile", "RunResult", "RunSpec", "Study", "TrainConfig", "TrainResult",
     "accuracy", "add_noise", "augment", "build_model", "dask_executor", "default_lr", "evaluate_pairs", "fit_layer_curves", "fit_midpoint", "layer_curves", "layer_sensitivity",
     "load_cifar10", "load_profile", "model_stats", "noise_modules", "noise_settings", "noise_site_table", "noise_sites", "noise_sweep",
-    "resolve_device", "run", "run_sweep", "set_noise", "summarize_sweep", "train", "weight_layers",
+    "outlook", "paper", "plotting", "reproduce", "resolve_device", "run", "run_sweep", "set_noise", "summarize_sweep", "train", "weight_layers",
 ]

@@ -117,6 +117,66 @@ def plot_midpoints(ax: plt.Axes, table: pd.DataFrame, *, title: str | None = Non
     return ax
 
 
+def plot_layer_sensitivity(ax: plt.Axes, table: pd.DataFrame, *, title: str | None = None) -> plt.Axes:
+    """Walking noise: ``sigma_mid`` per noise module along the depth of a network, one line per model.
+
+    ``table``: rows of :func:`paperlib.layer_sensitivity` with a ``model``
+    column. Modules whose accuracy never falls inside the grid are drawn as
+    triangles at the top; ticks name what each module follows; modules on a
+    ResNet downsampling shortcut are shaded, residual blocks separated by dotted lines.
+    """
+    first = table[table.model == table.model.iloc[0]].sort_values("index")
+    for i, name in zip(first["index"], first["name"]):
+        if "downsample" in name:
+            ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
+    blocks = first["name"].str.extract(r"^(layer\d+\.\d+)\.")[0]
+    for i, (prev, cur) in enumerate(zip(blocks.shift(), blocks)):
+        if isinstance(cur, str) and cur != prev:
+            ax.axvline(first["index"].iloc[i] - 0.5, color="0.7", ls=":", lw=0.8)
+    top = np.nanmax(table.sigma_mid) * 3 if table.sigma_mid.notna().any() else 1.0
+    for model, g in table.groupby("model", sort=False):
+        g = g.sort_values("index")
+        line = ax.errorbar(g["index"], g.sigma_mid, yerr=g.sigma_mid_err, marker="o", ms=3, capsize=2, label=model)
+        beyond = g[~g.fit_ok & g.reason.str.contains("never falls", na=False)]
+        ax.scatter(beyond["index"], np.full(len(beyond), top), marker="^", color=line[0].get_color())
+    if (table.sigma_mid > 0).any():
+        ax.set_yscale("log")
+    ax.set_xticks(first["index"], first["follows"], rotation=90, fontsize="x-small")
+    ax.set_xlabel("noise module (what it follows), input to output; shaded: downsampling shortcut; ^: beyond the grid")
+    ax.set_ylabel(r"$\sigma_{mid}$ of this module alone")
+    if title:
+        ax.set_title(title)
+    _legend(ax, fontsize="x-small")
+    return ax
+
+
+def plot_train_infer_map(ax: plt.Axes, grid: pd.DataFrame, *, diverging: bool = False,
+                         title: str | None = None) -> plt.Axes:
+    """Accuracy (%) per training sigma (rows) and inference sigma (columns), annotated.
+
+    ``grid``: columns ``sigma_train``, ``sigma``, ``acc_mean`` (e.g. one method of
+    :func:`paperlib.outlook.train_infer_map`, or :func:`paperlib.outlook.method_gain`);
+    ``diverging`` centres a red-blue map on 0 (differences).
+    """
+    wide = grid.pivot_table(index="sigma_train", columns="sigma", values="acc_mean") * 100
+    if diverging:
+        lim = max(1.0, float(np.nanmax(np.abs(wide.to_numpy()))) if wide.size else 1.0)
+        im = ax.imshow(wide.to_numpy(), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto", origin="lower")
+    else:
+        im = ax.imshow(wide.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto", origin="lower")
+    for (r, c), v in np.ndenumerate(wide.to_numpy()):
+        if np.isfinite(v):
+            ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=6, color="white" if not diverging and v < 50 else "black")
+    ax.set_xticks(range(wide.shape[1]), [f"{v:.2g}" for v in wide.columns], rotation=90, fontsize="x-small")
+    ax.set_yticks(range(wide.shape[0]), [f"{v:.2g}" for v in wide.index], fontsize="x-small")
+    ax.set_xlabel(r"inference $\sigma$")
+    ax.set_ylabel(r"training $\sigma$")
+    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def savefig(fig: plt.Figure, name: str, caption: str, table: pd.DataFrame | None = None,
             figures_dir: str | Path = "figures") -> list[Path]:
     """Write ``<figures_dir>/<name>.png`` and ``.pdf`` with ``caption`` under the plot, and ``table`` as ``.csv``.

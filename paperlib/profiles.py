@@ -25,7 +25,7 @@ from .models import ARCHS
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
 #: Profile fields that ``arch_overrides`` may set per architecture.
-OVERRIDABLE: tuple[str, ...] = ("epochs", "train_subset", "test_subset", "seeds", "repeats")
+OVERRIDABLE: tuple[str, ...] = ("epochs", "train_subset", "test_subset", "seeds", "repeats", "walking_test_subset")
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,10 @@ class Profile:
     """bit widths of the quantized noisy-trained variants (Fig. 3), each with dynamic and constant scaling"""
     noisy_scale: float = 1.0
     """constant scale s of the constant-scaling variant in noisy training (Fig. 3)"""
+    walking_test_subset: int | None = None
+    """test images of each walking-noise sweep (one sweep per noise module); None = all 10,000"""
     arch_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """per-architecture values of epochs, train_subset, test_subset, seeds, repeats (e.g. fewer images for VGG-11)"""
+    """per-architecture values of the fields in OVERRIDABLE (e.g. fewer images and epochs for VGG-11)"""
 
     def sigmas(self) -> tuple[float, ...]:
         """The evaluation grid: ``n_sigmas`` points, log-spaced from ``sigma_min`` to ``sigma_max``."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from paperlib.data import CLASSES
+from paperlib.data import CLASSES, CIFAR10Data
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
@@ -25,6 +25,19 @@ def archive() -> Path:
     if not path.is_file():
         pytest.skip(f"the CIFAR-10 JPEG archive is not at {path} (set PAPERLIB_TEST_ARCHIVE to run this test)")
     return path
+
+
+def separable_data(n_train=512, n_test=500, seed=0) -> CIFAR10Data:
+    """Ten class templates plus pixel noise: LeNet-5 learns it in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.randn(10, 3, 32, 32, generator=g)
+
+    def draw(n):
+        y = torch.arange(n) % 10
+        return templates[y] + 0.8 * torch.randn(n, 3, 32, 32, generator=g), y
+
+    (xtr, ytr), (xte, yte) = draw(n_train), draw(n_test)
+    return CIFAR10Data(xtr, ytr, xte, yte, "synthetic")
 
 
 def make_release(root, per_batch=20, n_test=30, seed=0):

@@ -5,20 +5,9 @@ import pytest
 import torch
 
 from paperlib import TrainConfig, build_model, noise_modules, train
-from paperlib.data import CIFAR10Data
 from paperlib.noise import weight_layers
 
-
-def _data(n_train=64, n_test=20, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    templates = torch.randn(10, 3, 32, 32, generator=g)
-
-    def draw(n):
-        y = torch.arange(n) % 10
-        return templates[y] + 0.8 * torch.randn(n, 3, 32, 32, generator=g), y
-
-    (xtr, ytr), (xte, yte) = draw(n_train), draw(n_test)
-    return CIFAR10Data(xtr, ytr, xte, yte, "synthetic")
+from conftest import separable_data
 
 
 def _train(cfg, record=False, bits=None):
@@ -29,7 +18,7 @@ def _train(cfg, record=False, bits=None):
         first = noise_modules(model)[0]
         first.register_forward_hook(
             lambda m, i, o: seen.append(m.sigma.clone() if isinstance(m.sigma, torch.Tensor) else m.sigma) if m.training else None)
-    res = train(model, _data(), cfg, device="cpu", progress=False)
+    res = train(model, separable_data(n_train=64, n_test=20), cfg, device="cpu", progress=False)
     return res, seen, model
 
 

@@ -6,32 +6,20 @@ import torch
 
 import paperlib.training as train_mod
 from paperlib import TrainConfig, accuracy, build_model, load_cifar10, noise_sweep, summarize_sweep, train
-from paperlib.data import CIFAR10Data
 
-
-def _separable_data(n_train=512, n_test=500, seed=0):
-    """Ten class templates plus pixel noise: LeNet-5 learns it in a few steps."""
-    g = torch.Generator().manual_seed(seed)
-    templates = torch.randn(10, 3, 32, 32, generator=g)
-
-    def draw(n):
-        y = torch.arange(n) % 10
-        return templates[y] + 0.8 * torch.randn(n, 3, 32, 32, generator=g), y
-
-    (xtr, ytr), (xte, yte) = draw(n_train), draw(n_test)
-    return CIFAR10Data(xtr, ytr, xte, yte, "synthetic")
+from conftest import separable_data
 
 
 @pytest.fixture(scope="module")
 def trained():
     model = build_model("lenet5", 8, 1.0, seed=0)
-    res = train(model, _separable_data(), TrainConfig(epochs=3, batch_size=32, lr=3e-3, augment=False), device="cpu", progress=False)
+    res = train(model, separable_data(), TrainConfig(epochs=3, batch_size=32, lr=3e-3, augment=False), device="cpu", progress=False)
     assert res.test_accuracy > 0.9, res.history
     return model
 
 
 def test_training_history_and_determinism():
-    data = _separable_data(n_train=128, n_test=50)
+    data = separable_data(n_train=128, n_test=50)
     cfg = TrainConfig(epochs=2, lr=1e-3, seed=5, sigma_train=0.05)
     runs = [train(build_model("lenet5", None, None, seed=0), data, cfg, device="cpu", progress=False) for _ in range(2)]
     assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
@@ -46,7 +34,7 @@ def test_sigma_ramp():
 
 
 def test_nan_loss_is_reported_not_raised():
-    data = _separable_data(n_train=64, n_test=20)
+    data = separable_data(n_train=64, n_test=20)
     data.x_train[3] = float("nan")
     res = train(build_model("lenet5"), data, TrainConfig(epochs=3, augment=False), device="cpu", progress=False)
     assert res.diverged and "loss became nan in epoch 0" in res.error
@@ -55,7 +43,7 @@ def test_nan_loss_is_reported_not_raised():
 
 @pytest.mark.parametrize("bits", [None, 8])
 def test_interrupted_training_resumes_from_checkpoint(tmp_path, monkeypatch, bits):
-    data = _separable_data(n_train=256, n_test=50)
+    data = separable_data(n_train=256, n_test=50)
     cfg = TrainConfig(epochs=2, lr=1e-3, sigma_train=0.1, seed=1)
     straight = build_model("lenet5", bits, None, seed=0)
     full = train(straight, data, cfg, device="cpu", progress=False)
@@ -84,7 +72,7 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path, monkeypatch, bit
 
 
 def test_batched_sweep_matches_the_one_sigma_loop(trained):
-    data = _separable_data()
+    data = separable_data()
     sigmas, repeats = [0.3, 1.0, 3.0], 8
     batched = summarize_sweep(noise_sweep(trained, data.x_test, data.y_test, sigmas, repeats, seed=0, max_batch=1000, progress=False))
     for s, row in zip(sigmas, batched.itertuples()):
@@ -96,7 +84,7 @@ def test_batched_sweep_matches_the_one_sigma_loop(trained):
 
 
 def test_noise_sweep_table_and_seed(trained):
-    data = _separable_data(n_test=100)
+    data = separable_data(n_test=100)
     a = noise_sweep(trained, data.x_test, data.y_test, [0.0, 0.1, 10.0], 2, seed=3, max_batch=64, progress=False)
     b = noise_sweep(trained, data.x_test, data.y_test, [0.0, 0.1, 10.0], 2, seed=3, max_batch=64, progress=False)
     assert list(a.columns) == ["sigma", "repeat", "accuracy"] and len(a) == 6
