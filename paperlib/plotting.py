@@ -37,14 +37,17 @@ def variant_color(bits: float | None, scale: float | None, scales: list[float] |
     return mpl.colormaps["viridis"](0.1 + 0.8 * pos)
 
 
-def plot_curves(ax: plt.Axes, curves: pd.DataFrame, *, fit: bool = False, title: str | None = None) -> plt.Axes:
+def plot_curves(ax: plt.Axes, curves: pd.DataFrame, *, fit: bool = False, title: str | None = None,
+                scales: list[float] | None = None) -> plt.Axes:
     """Accuracy vs sigma, one curve per variant and regime (rows of :func:`paperlib.reproduce.curves`).
 
     Points are the mean over seeds with their spread as error bars (log sigma
     axis, accuracy in %), joined by lines; ``fit`` overlays the fitted logistic
     (Eq. 1) of each curve whose fit succeeds, thin. Noisy-trained curves are dashed.
+    ``scales``: every constant scale of the study, so that a scale keeps its
+    colour across panels (default: the scales in ``curves``).
     """
-    scales = sorted(curves.scale.dropna().unique().tolist())
+    scales = sorted(scales if scales is not None else curves.scale.dropna().unique().tolist())
     for (variant, regime), g in curves.groupby(["variant", "regime"], sort=False):
         color = variant_color(g.bits.iloc[0], g.scale.iloc[0], scales)
         style = "--" if regime == "noisy" else "-"

@@ -116,7 +116,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 "failed": int(g.loc[g["accuracy"].isna(), "seed"].nunique())}
         if cg.empty:
             rows.append({**base, "peak_acc": math.nan, "peak_acc_std": math.nan, "sigma_mid": math.nan,
-                         "sigma_mid_err": math.nan, "rel_err": math.nan, "fit": "no curve (all runs failed)",
+                         "sigma_mid_err": math.nan, "rel_err": math.nan,
+                         "fit": "collapsed: training diverged (NaN loss)" if g["diverged"].astype(bool).all()
+                         else "no curve: every run failed",
                          "fit_ok": False, "collapsed": True})
             continue
         fit = fit_midpoint(cg["sigma"].to_numpy(), cg["acc_mean"].to_numpy(), cg["acc_std"].to_numpy())
@@ -237,6 +239,13 @@ def findings(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["finding", "statement", "holds", "evidence"])
 
 
+def _fmt_acc(acc: float, spread: float) -> str:
+    """Accuracy in % with its spread ("± x" only where there is one: several seeds or draws)."""
+    if pd.isna(acc):
+        return "–"
+    return f"{100 * acc:.1f}" + ("" if pd.isna(spread) else f" ± {100 * spread:.1f}")
+
+
 def _fmt_mid(mid: float, rel: float) -> str:
     return "–" if pd.isna(mid) else f"{mid:.3g} ({100 * rel:.1f}%)"
 
@@ -254,8 +263,7 @@ def compare_table_i(summary: pd.DataFrame, arch: str) -> pd.DataFrame:
     merged = merged.set_index("key").loc[list(dict.fromkeys(order))].reset_index()
     return pd.DataFrame({
         "variant": merged["key"],
-        "peak acc. (%)": [("–" if pd.isna(a) else f"{100 * a:.1f} ± {100 * (0 if pd.isna(e) else e):.1f}")
-                          for a, e in zip(merged.peak_acc, merged.peak_acc_std)],
+        "peak acc. (%)": [_fmt_acc(a, e) for a, e in zip(merged.peak_acc, merged.peak_acc_std)],
         "sigma_mid (rel. err.)": [_fmt_mid(m, r) for m, r in zip(merged.sigma_mid, merged.rel_err)],
         "fit": merged["fit"].fillna("–"),
         "paper peak acc. (%)": merged["peak_acc_pct"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}"),

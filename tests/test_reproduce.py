@@ -50,6 +50,10 @@ def test_summarize_recovers_the_midpoints(lenet_sweep):
     assert s.loc[("fp32", "clean"), "peak_acc"] == pytest.approx(0.70, abs=0.01)
     assert s.loc[("fp32", "clean"), "failed"] == 1 and s.loc[("fp32", "clean"), "seeds"] == 3
     assert s.loc[("8-bit s=1", "clean"), "failed"] == 0
+    diverged = pd.DataFrame([{**lenet_sweep.iloc[0].to_dict(), "bits": 4, "scale": 10.0, "sigma": math.nan, "repeat": -1,
+                              "accuracy": math.nan, "diverged": True, "error": "loss became nan in epoch 0"}])
+    row = rp.summarize(diverged).iloc[0]
+    assert row.collapsed and not row.fit_ok and row.fit == "collapsed: training diverged (NaN loss)"
 
 
 def test_curves_average_draws_then_take_the_spread_over_seeds():
