@@ -75,6 +75,7 @@ def fit_midpoint(
     a_min: float = 0.1,
     std_floor: float = 1e-3,
     min_span: float = 0.05,
+    max_rel_err: float = 1.0,
 ) -> MidpointFit:
     """Fit Eq. 1 to an accuracy-vs-sigma curve and return its midpoint noise level.
 
@@ -87,6 +88,9 @@ def fit_midpoint(
         a_min: the minimal accuracy the curve falls to (chance: 0.1 on CIFAR-10).
         std_floor: smallest uncertainty used, so exact repeats do not get infinite weight.
         min_span: the peak must exceed ``a_min`` by this much to define a midpoint.
+        max_rel_err: a fit whose relative standard error of ``sigma_mid`` exceeds
+            this (1.0 = 100%) does not determine the midpoint: too few grid
+            points on the fall, so the slope and shift trade off freely.
 
     Returns:
         A :class:`MidpointFit`; ``ok`` is False, with a reason and NaN
@@ -132,4 +136,8 @@ def fit_midpoint(
     if not x.min() <= x0 <= x.max():
         return _failed(f"the fitted midpoint 10**{x0:.2f} lies outside the sigma grid", a_min, a_max)
     sigma_mid = 10.0 ** x0
-    return MidpointFit(sigma_mid, math.log(10) * sigma_mid * math.sqrt(var), a_max, a_min, k, True)
+    err = math.log(10) * sigma_mid * math.sqrt(var)
+    if err > max_rel_err * sigma_mid:
+        return _failed(f"the grid does not determine the midpoint (fit near {sigma_mid:.3g}, relative error "
+                       f"{err / sigma_mid:.3g}): too few points on the fall", a_min, a_max)
+    return MidpointFit(sigma_mid, err, a_max, a_min, k, True)

@@ -42,3 +42,12 @@ def test_curve_that_never_falls_inside_the_grid():
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="equal length"):
         fit_midpoint([0.1, 1.0], [0.5])
+
+
+def test_a_midpoint_the_grid_does_not_determine_is_not_reported():
+    """A cliff between two grid points: the slope is free and the shift with it (a real quick-profile curve)."""
+    sigmas = np.logspace(-2, 2, 6)
+    acc = np.array([0.306, 0.314, 0.159, 0.1, 0.1, 0.1])
+    fit = fit_midpoint(sigmas, acc, np.full(6, 0.005))
+    assert not fit.ok and "does not determine the midpoint" in fit.reason and math.isnan(fit.sigma_mid)
+    assert fit_midpoint(sigmas, acc, np.full(6, 0.005), max_rel_err=np.inf).ok
