@@ -33,14 +33,18 @@ def _half_decades(lo: float, hi: float) -> tuple[float, ...]:
     return tuple(float(v) for v in np.logspace(math.log10(lo), math.log10(hi), n))
 
 
-def walking_sigmas(profile: Profile) -> tuple[float, ...]:
-    """Sigma grid of a walking-noise sweep: half-decade steps from ``sigma_min`` to ``10 * sigma_max``.
+def walking_sigmas(profile: Profile, decades_above: float = 1.0) -> tuple[float, ...]:
+    """Sigma grid of a walking-noise sweep: the profile's grid, extended ``decades_above`` decades upwards.
 
     Noise at one module hurts far less than noise at all of them, so the
-    single-module curves fall later than the global ones: the grid reaches a
-    decade further. Half-decade steps keep the cost (one sweep per module) down.
+    single-module curves fall later than the global ones. The spacing stays
+    the profile's (quick: three points per decade): single-module curves fall
+    steeply, and a coarser grid leaves too few points on the fall to fix the midpoint.
     """
-    return _half_decades(profile.sigma_min, 10 * profile.sigma_max)
+    step = (math.log10(profile.sigma_max) - math.log10(profile.sigma_min)) / max(1, profile.n_sigmas - 1)
+    n = profile.n_sigmas + int(round(decades_above / step))
+    lo = math.log10(profile.sigma_min)
+    return tuple(float(v) for v in np.logspace(lo, lo + step * (n - 1), n))
 
 
 def kind_sigmas(profile: Profile) -> tuple[float, ...]:

@@ -14,7 +14,7 @@ from test_reproduce import sweep_rows
 
 def test_grids():
     quick = load_profile("quick")
-    assert np.allclose(outlook.walking_sigmas(quick), np.logspace(-2, 3, 11))
+    assert np.allclose(outlook.walking_sigmas(quick), np.logspace(-2, 3, 16))
     assert np.allclose(outlook.kind_sigmas(quick), np.logspace(-3, 2, 11))
     assert outlook.variance_aware_sigmas(quick) == pytest.approx((10**-1.2, 10**-0.4, 10**0.4))
 
