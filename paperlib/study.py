@@ -75,6 +75,8 @@ class Study:
             return
         name, _, n = self.executor.partition(":")
         if name == "local":
+            if n and not n.isdigit():
+                raise ValueError(f"executor {self.executor!r}: use 'local' or 'local:N' with N workers, or a Dask scheduler address")
             ex = dask_executor(n_workers=int(n) if n else None)
         else:
             ex = dask_executor(self.executor)

@@ -158,3 +158,5 @@ def test_study_defaults_come_from_the_environment(monkeypatch, tmp_path):
     assert Study.from_parameters(profile="quick").profile.name == "quick"   # an explicit value wins
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
         Study.from_parameters(profile="fast")
+    with pytest.raises(ValueError, match="use 'local' or 'local:N' with N workers"):
+        Study.from_parameters(profile="smoke", executor="local:four").sweep([])
