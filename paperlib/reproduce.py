@@ -107,10 +107,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     reason; a curve with no finite accuracy at all is ``collapsed``.
     """
     labelled = label(df) if "variant" not in df else df
-    c = curves(labelled)
+    by_curve = dict(iter(curves(labelled).groupby(CURVE_KEYS, sort=False)))
     rows = []
     for (arch, variant, regime), g in labelled.groupby(CURVE_KEYS, sort=False):
-        cg = c[(c.arch == arch) & (c.variant == variant) & (c.regime == regime)]
+        cg = by_curve.get((arch, variant, regime), pd.DataFrame())
         base = {"arch": arch, "variant": variant, "regime": regime, "bits": g["bits"].iloc[0],
                 "scale": g["scale"].iloc[0], "seeds": g["seed"].nunique(),
                 "failed": int(g.loc[g["accuracy"].isna(), "seed"].nunique())}
@@ -255,8 +255,7 @@ def compare_table_i(summary: pd.DataFrame, arch: str) -> pd.DataFrame:
 
     Accuracies in %; rows of either side without a partner show "–" on the other.
     """
-    ours = summary[(summary.arch == arch) & (summary.regime == "clean")].assign(
-        key=lambda d: [variant_name(b, s) for b, s in zip(d.bits, d.scale)])
+    ours = summary[(summary.arch == arch) & (summary.regime == "clean")].assign(key=lambda d: d.variant)
     ref = paper.table_i().query("arch == @arch").assign(key=lambda d: [variant_name(b, s) for b, s in zip(d.bits, d.scale)])
     merged = ours.merge(ref, on="key", how="outer", suffixes=("", "_paper"), sort=False)
     order = [k for k in [*ours.key, *ref.key] if k]
