@@ -1,19 +1,28 @@
-# Two entry points on a fresh machine; each creates .venv on first use.
-#   make figures   the main job: runs every numbered notebook (01-07) through papermill at $(PROFILE),
-#                  executed copies in $(OUT), figures and CSVs in figures/
-#   make test      the test suite (unit tests and smoke runs of every notebook)
-# DATA: CIFAR-10 folder or the JPEG .tar.gz (default $PAPERLIB_DATA, else ./data, downloaded when missing).
+# Two entry points on a fresh machine; each creates .venv on first use:
+#   make figures   the main job: every numbered notebook through papermill at $(PROFILE)
+#   make test      the full test suite (what CI runs)
+# `make help` lists every target.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 DEVICE ?= auto
 DATA ?=
+EXECUTOR ?= local
 OUT ?= results/notebooks/$(notdir $(basename $(PROFILE)))
-# A kernel named python3 must run in the venv; data and profile paths are made absolute (papermill runs in notebooks/).
-PAPERMILL = PATH="$(abspath $(VENV))/bin:$$PATH" $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") \
-	$(abspath $(VENV))/bin/papermill --cwd notebooks \
-	-p profile $(if $(filter smoke quick paper,$(PROFILE)),$(PROFILE),$(abspath $(PROFILE))) -p device $(DEVICE)
+NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.notebooks \
+	--profile $(PROFILE) --device $(DEVICE) --executor "$(EXECUTOR)" --out $(OUT)
+
+# Notebook targets, with the dependencies they really have: 03 reuses networks of 01 and 02,
+# 04 those of 01-03, and 05-07 load networks that 01-03 trained. Safe under make -j.
+NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise variance-aware noise-kinds
+
+.PHONY: help install figures $(NOTEBOOKS) test test-fast lint check-figures lab
+
+help:  ## this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: PROFILE=smoke|quick|paper|<file.yaml> DEVICE=auto|cpu|cuda DATA=<CIFAR-10 folder or .tar.gz> OUT=<folder>"
+	@echo "             EXECUTOR=local (default: a Dask LocalCluster on every core) | '' (in the kernel) | <scheduler address>"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,26 +30,42 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[notebooks,test]'
 	touch $@
 
-.PHONY: install figures test
-install: $(VENV)/.installed
+install: $(VENV)/.installed  ## create .venv with the pinned packages
 
-figures: $(VENV)/.installed
-	@mkdir -p $(OUT)
-	@echo "== Fig. 2 (LeNet-5 QAT), profile $(PROFILE)"
-	$(PAPERMILL) notebooks/01_fig2_lenet_qat.ipynb $(OUT)/01_fig2_lenet_qat.ipynb
-	@echo "== Table I, VGG-11"
-	$(PAPERMILL) notebooks/02_tableI.ipynb $(OUT)/02_tableI_vgg11.ipynb -p arch vgg11
-	@echo "== Table I, ResNet-18"
-	$(PAPERMILL) notebooks/02_tableI.ipynb $(OUT)/02_tableI_resnet18.ipynb -p arch resnet18
-	@echo "== Fig. 3 (noisy training)"
-	$(PAPERMILL) notebooks/03_fig3_noisy_training.ipynb $(OUT)/03_fig3_noisy_training.ipynb
-	@echo "== Table II"
-	$(PAPERMILL) notebooks/04_tableII.ipynb $(OUT)/04_tableII.ipynb
-	@echo "== Beyond the paper: walking noise, variance-aware training, noise kinds"
-	$(PAPERMILL) notebooks/05_walking_noise.ipynb $(OUT)/05_walking_noise.ipynb
-	$(PAPERMILL) notebooks/06_variance_aware.ipynb $(OUT)/06_variance_aware.ipynb
-	$(PAPERMILL) notebooks/07_noise_kinds.ipynb $(OUT)/07_noise_kinds.ipynb
-	@echo "figures in figures/, executed notebooks in $(OUT)"
+figures: $(NOTEBOOKS)  ## the main job: every notebook at PROFILE; figures in figures/<profile>/
+	@echo "figures in figures/$(notdir $(basename $(PROFILE)))/, executed notebooks in $(OUT)"
 
-test: $(VENV)/.installed
+fig2: $(VENV)/.installed  ## 01: Fig. 2, LeNet-5 QAT
+	$(NOTEBOOK) 01
+table1-vgg11: $(VENV)/.installed  ## 02: Table I, VGG-11
+	$(NOTEBOOK) 02-vgg11
+table1-resnet18: $(VENV)/.installed  ## 02: Table I, ResNet-18
+	$(NOTEBOOK) 02-resnet18
+fig3: fig2 table1-vgg11 table1-resnet18  ## 03: Fig. 3, noisy training
+	$(NOTEBOOK) 03
+table2: fig3  ## 04: Table II
+	$(NOTEBOOK) 04
+walking-noise: fig3  ## 05: beyond the paper, walking noise
+	$(NOTEBOOK) 05
+variance-aware: fig3  ## 06: beyond the paper, variance-aware noisy training
+	$(NOTEBOOK) 06
+noise-kinds: fig2  ## 07: beyond the paper, noise kinds
+	$(NOTEBOOK) 07
+
+test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook (CI)
+	$(MAKE) lint
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed  ## the unit tier only (no notebooks, nothing slow): for development
+	$(PY) -m pytest -m "not notebooks and not slow"
+
+lint: $(VENV)/.installed  ## ruff on the code, actionlint on the workflows
+	$(VENV)/bin/ruff check paperlib tests benchmarks
+	$(VENV)/bin/actionlint -color=false .github/workflows/*.yml
+
+check-figures: $(VENV)/.installed  ## fail when a committed figure was made by code that differs from the checkout's
+	$(PY) -m paperlib.check_figures figures
+
+lab: $(VENV)/.installed  ## JupyterLab with this environment as the kernel "Python (paperlib)"
+	$(PY) -m ipykernel install --user --name paperlib --display-name "Python (paperlib)"
+	$(VENV)/bin/jupyter lab notebooks/

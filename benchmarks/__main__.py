@@ -4,6 +4,7 @@
     python -m benchmarks --only train_lenet5_fp32 train_lenet5_int8
     python -m benchmarks --repeats 1          # a shorter noise sweep
     python -m benchmarks --only sweep_workers --runs 4 --out /tmp/sweep4.json
+    python -m benchmarks --only under_load    # ours and the reference while busy loops hold every core
 
 Writes ``benchmarks/results.json``: name -> {ours, reference, ratio, unit, ...};
 ``ratio`` is always our speed-up over the reference (higher is better).
@@ -13,10 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +29,23 @@ import pandas as pd
 import torch
 
 from benchmarks import reference
-from paperlib import (DEFAULT_SIGMAS, RunSpec, TrainConfig, build_model, dask_executor, load_cifar10, noise_sweep,
-                      run_sweep, summarize_sweep, train)
+from paperlib import (
+    DEFAULT_SIGMAS,
+    RunSpec,
+    TrainConfig,
+    build_model,
+    dask_executor,
+    load_cifar10,
+    noise_sweep,
+    run_sweep,
+    summarize_sweep,
+    train,
+)
 from paperlib.data import MEAN, STD, CIFAR10Data
 from paperlib.experiment import shared_data
 from paperlib.inference import frozen_quantizers
 from paperlib.provenance import provenance
+from paperlib.threads import cpu_count, numeric_threads
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -58,16 +74,27 @@ def bench_noise_sweep(data: CIFAR10Data, repeats: int) -> dict:
     model = build_model("lenet5", 8, 1.0, seed=0)
     train(model, data.subset(train=10_000), TrainConfig(epochs=2, lr=1e-3), device="cpu", progress=False)
     t = time.perf_counter()
-    ours = summarize_sweep(noise_sweep(model, data.x_test, data.y_test, DEFAULT_SIGMAS, repeats, seed=0, progress=False))
+    ours = summarize_sweep(
+        noise_sweep(model, data.x_test, data.y_test, DEFAULT_SIGMAS, repeats, seed=0, progress=False)
+    )
     t_ours = time.perf_counter() - t
     t = time.perf_counter()
-    ref = pd.DataFrame(reference.noise_sweep(model, to_uint8(data.x_test), data.y_test.numpy(), DEFAULT_SIGMAS, repeats),
-                       columns=["sigma", "repeat", "accuracy"])
+    ref = pd.DataFrame(
+        reference.noise_sweep(model, to_uint8(data.x_test), data.y_test.numpy(), DEFAULT_SIGMAS, repeats),
+        columns=["sigma", "repeat", "accuracy"],
+    )
     t_ref = time.perf_counter() - t
     ref = summarize_sweep(ref)
-    return {"ours": t_ours, "reference": t_ref, "ratio": t_ref / t_ours, "unit": "s",
-            "sigmas": len(DEFAULT_SIGMAS), "repeats": repeats, "test_images": len(data.y_test),
-            "max_mean_accuracy_difference": float((ours.acc_mean - ref.acc_mean).abs().max())}
+    return {
+        "ours": t_ours,
+        "reference": t_ref,
+        "ratio": t_ref / t_ours,
+        "unit": "s",
+        "sigmas": len(DEFAULT_SIGMAS),
+        "repeats": repeats,
+        "test_images": len(data.y_test),
+        "max_mean_accuracy_difference": float((ours.acc_mean - ref.acc_mean).abs().max()),
+    }
 
 
 def bench_sweep_workers(data_root: str | None, n_runs: int, workers: int) -> dict:
@@ -75,8 +102,20 @@ def bench_sweep_workers(data_root: str | None, n_runs: int, workers: int) -> dic
 
     Also timed: the same sweep in-process (no executor), and its rerun from the cache.
     """
-    specs = [RunSpec(arch="lenet5", bits=8, scale=1.0, epochs=1, train_subset=5000, test_subset=1000,
-                     sigmas=tuple(np.logspace(-2, 2, 5)), repeats=1, seed=s) for s in range(n_runs)]
+    specs = [
+        RunSpec(
+            arch="lenet5",
+            bits=8,
+            scale=1.0,
+            epochs=1,
+            train_subset=5000,
+            test_subset=1000,
+            sigmas=tuple(np.logspace(-2, 2, 5)),
+            repeats=1,
+            seed=s,
+        )
+        for s in range(n_runs)
+    ]
     times = {}
     results = Path(tempfile.mkdtemp(prefix="paperlib-bench-"))
     t = time.perf_counter()
@@ -95,8 +134,16 @@ def bench_sweep_workers(data_root: str | None, n_runs: int, workers: int) -> dic
         cached = time.perf_counter() - t
         shutil.rmtree(results)
         assert df.error.isna().all(), df.error.dropna().iloc[0]
-    return {"ours": times[workers], "reference": times[1], "ratio": times[1] / times[workers], "unit": "s",
-            "runs": n_runs, "workers": workers, "serial_in_process_s": serial, "rerun_from_cache_s": cached}
+    return {
+        "ours": times[workers],
+        "reference": times[1],
+        "ratio": times[1] / times[workers],
+        "unit": "s",
+        "runs": n_runs,
+        "workers": workers,
+        "serial_in_process_s": serial,
+        "rerun_from_cache_s": cached,
+    }
 
 
 def _step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
@@ -122,30 +169,162 @@ def _eval_time(model: torch.nn.Module, x: torch.Tensor, frozen: bool) -> float:
         return time.perf_counter() - t
 
 
+def _learned_phase(model: torch.nn.Module) -> torch.nn.Module:
+    """End Brevitas' statistics collection of every dynamic activation scale (the learned scale phase)."""
+    from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
+
+    for m in model.modules():
+        if isinstance(m, ParameterFromRuntimeStatsScaling):
+            m.init_scale()
+    return model
+
+
 def bench_qat_overhead(steps: int) -> dict:
     """QAT / fp32 time of one training step (batch 128) and one evaluation batch, per architecture.
 
-    ``ours`` is the 8-bit evaluation with frozen quantizers, ``reference``
-    Brevitas' own forward; both give the same numbers.
+    Training steps at 8 bits: Brevitas' own modules vs the fast path
+    (:func:`paperlib.fastquant.fast_qat`, which :func:`paperlib.train` uses;
+    same numbers), with a constant scale and with a dynamic scale in its
+    learned phase. ``ours`` is the fast 8-bit constant-scale training step,
+    ``reference`` Brevitas' (summed over the three models); the evaluation
+    times compare frozen quantizers with Brevitas' forward.
     """
+    from paperlib.fastquant import fast_qat
+
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(128, 3, 32, 32, generator=g), torch.randint(0, 10, (128,), generator=g)
     out: dict = {}
     for arch in ("lenet5", "resnet18", "vgg11"):
         fp32, int8 = build_model(arch, seed=0), build_model(arch, 8, 1.0, seed=0)
-        out[arch] = {"train_step_s_fp32": _step_time(fp32, x, y, steps), "train_step_s_int8": _step_time(int8, x, y, steps),
-                     "eval_batch_s_fp32": _eval_time(fp32, x, False), "eval_batch_s_int8_brevitas": _eval_time(int8, x, False),
-                     "eval_batch_s_int8_frozen": _eval_time(int8, x, True)}
-        o = out[arch]
-        o["train_qat_over_fp32"] = o["train_step_s_int8"] / o["train_step_s_fp32"]
+        dyn = _learned_phase(build_model(arch, 8, None, seed=0))
+        o = out[arch] = {"train_step_s_fp32": _step_time(fp32, x, y, steps)}
+        for name, model in (("int8", int8), ("int8_dynamic", dyn)):
+            o[f"train_step_s_{name}_brevitas"] = _step_time(model, x, y, steps)
+            with fast_qat(model, enabled=True):
+                o[f"train_step_s_{name}_fast"] = _step_time(model, x, y, steps)
+        o.update(
+            eval_batch_s_fp32=_eval_time(fp32, x, False),
+            eval_batch_s_int8_brevitas=_eval_time(int8, x, False),
+            eval_batch_s_int8_frozen=_eval_time(int8, x, True),
+        )
+        for name in ("int8", "int8_dynamic"):
+            for path in ("brevitas", "fast"):
+                o[f"train_{name}_{path}_over_fp32"] = o[f"train_step_s_{name}_{path}"] / o["train_step_s_fp32"]
+        o["train_qat_over_fp32"] = o["train_int8_fast_over_fp32"]  # what paperlib.train runs
         o["eval_qat_over_fp32_brevitas"] = o["eval_batch_s_int8_brevitas"] / o["eval_batch_s_fp32"]
         o["eval_qat_over_fp32_frozen"] = o["eval_batch_s_int8_frozen"] / o["eval_batch_s_fp32"]
-        print(f"  {arch}: train step QAT/fp32 {o['train_qat_over_fp32']:.2f}, eval QAT/fp32 "
-              f"{o['eval_qat_over_fp32_brevitas']:.2f} (Brevitas) -> {o['eval_qat_over_fp32_frozen']:.2f} (frozen)", flush=True)
-    ours = sum(o["eval_batch_s_int8_frozen"] for o in out.values())
-    ref = sum(o["eval_batch_s_int8_brevitas"] for o in out.values())
-    return {"ours": ours, "reference": ref, "ratio": ref / ours, "unit": "s (one 8-bit eval batch of 128, three models)",
-            "per_arch": out}
+        print(
+            f"  {arch}: train step QAT/fp32 {o['train_int8_brevitas_over_fp32']:.2f} (Brevitas) -> "
+            f"{o['train_int8_fast_over_fp32']:.2f} (fast); dynamic "
+            f"{o['train_int8_dynamic_brevitas_over_fp32']:.2f} -> {o['train_int8_dynamic_fast_over_fp32']:.2f}; "
+            f"eval QAT/fp32 "
+            f"{o['eval_qat_over_fp32_brevitas']:.2f} (Brevitas) -> {o['eval_qat_over_fp32_frozen']:.2f} (frozen)",
+            flush=True,
+        )
+    ours = sum(o["train_step_s_int8_fast"] for o in out.values())
+    ref = sum(o["train_step_s_int8_brevitas"] for o in out.values())
+    return {
+        "ours": ours,
+        "reference": ref,
+        "ratio": ref / ours,
+        "unit": "s (one 8-bit constant-scale training step of batch 128, three models)",
+        "per_arch": out,
+    }
+
+
+@contextlib.contextmanager
+def competing_load(processes: int) -> Iterator[list[subprocess.Popen]]:
+    """``processes`` busy-loop Python processes (a fixed competing CPU load) for the block; always stopped on exit."""
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(processes):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", "while True: pass"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+        time.sleep(1.0)  # let the scheduler see them
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _raw_steps_per_s(bits: int | None, scale: float | None, threads: int, steps: int) -> float:
+    """Images/s of plain LeNet-5 training steps (batch 128) on ``threads`` intra-op threads, no data pipeline."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 3, 32, 32, generator=g), torch.randint(0, 10, (128,), generator=g)
+    model = build_model("lenet5", bits, scale, seed=0).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with numeric_threads(threads):
+        for i in range(steps + 1):
+            if i == 1:  # the first step warms up
+                t = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return steps * 128 / (time.perf_counter() - t)
+
+
+def bench_under_load(data: CIFAR10Data, steps: int, processes: int | None = None) -> dict:
+    """Training images/s of ours and the reference, quiet and under a fixed competing CPU load.
+
+    The load is ``processes`` busy-loop processes (default: one per core),
+    started and stopped here. Per model (LeNet-5 fp32 and 8-bit QAT):
+    :func:`bench_train` quiet and under load, and, to show why our training
+    runs on one intra-op thread (``paperlib.threads``), plain training steps on
+    1 and on 2 intra-op threads under load. ``ours``/``reference``: the
+    fp32 images/s under load; ``ratio``: ours / reference under load (higher
+    is better). Load averages are the 1-minute ``os.getloadavg()``; on a
+    shared machine the absolute numbers are noisy, compare within one run.
+    """
+    processes = processes or cpu_count()
+    out: dict = {"load_processes": processes, "cpu_count": cpu_count(), "loadavg_before": os.getloadavg()[0]}
+    models = {}
+    for name, bits, scale in (("fp32", None, None), ("int8", 8, 1.0)):
+        quiet = bench_train(data, bits, scale, steps)
+        with competing_load(processes):
+            loaded = bench_train(data, bits, scale, steps)
+            raw = {t: _raw_steps_per_s(bits, scale, t, steps) for t in (1, 2)}
+            load = os.getloadavg()[0]
+        m = models[name] = {
+            "ours_quiet": quiet["ours"],
+            "reference_quiet": quiet["reference"],
+            "ours_under_load": loaded["ours"],
+            "reference_under_load": loaded["reference"],
+            "ours_slowdown": quiet["ours"] / loaded["ours"],
+            "reference_slowdown": quiet["reference"] / loaded["reference"],
+            "ratio_quiet": quiet["ratio"],
+            "ratio_under_load": loaded["ratio"],
+            "raw_steps_1_thread_under_load": raw[1],
+            "raw_steps_2_threads_under_load": raw[2],
+            "loadavg_under_load": load,
+        }
+        print(
+            f"  {name}: ours {m['ours_quiet']:.0f} -> {m['ours_under_load']:.0f} images/s "
+            f"({m['ours_slowdown']:.1f}x slower), reference {m['reference_quiet']:.0f} -> "
+            f"{m['reference_under_load']:.0f} ({m['reference_slowdown']:.1f}x); plain steps under load: "
+            f"1 thread {raw[1]:.0f}, 2 threads {raw[2]:.0f} images/s; load average {load:.1f}",
+            flush=True,
+        )
+    fp32 = models["fp32"]
+    return {
+        "ours": fp32["ours_under_load"],
+        "reference": fp32["reference_under_load"],
+        "ratio": fp32["ours_under_load"] / fp32["reference_under_load"],
+        "unit": "images/s under load",
+        "steps": steps,
+        **out,
+        "loadavg_after": os.getloadavg()[0],
+        "per_model": models,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -167,6 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
         "noise_sweep_lenet5": lambda: bench_noise_sweep(data, args.repeats),
         "sweep_workers": lambda: bench_sweep_workers(args.data, args.runs, args.workers),
         "qat_overhead": lambda: bench_qat_overhead(3),
+        "under_load": lambda: bench_under_load(data, args.steps),
     }
     unknown = set(args.only or []) - set(cases)
     if unknown:
@@ -177,11 +357,27 @@ def main(argv: list[str] | None = None) -> dict:
         if args.only and name not in args.only:
             continue
         print(f"{name} ...", flush=True)
-        results[name] = {**case(), "data": data.source, "torch_threads": torch.get_num_threads(),
-                         "cpu_count": __import__("os").cpu_count(), "machine": platform.machine()}
+        load_before = os.getloadavg()[0]
+        measured = case()
+        results[name] = {
+            **measured,
+            "data": data.source,
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "load_1min_before": load_before,  # the machine's load while it ran: a busy machine's numbers mean little
+            "load_1min_after": os.getloadavg()[0],
+            "machine": platform.machine(),
+        }
         r = results[name]
-        print(f"  ours {r['ours']:.4g} {r['unit']}, reference {r['reference']:.4g} {r['unit']}, speed-up {r['ratio']:.2f}x", flush=True)
-    merged = {**previous, **{k: {**v, "revision": meta["revision"], "time_utc": meta["time_utc"]} for k, v in results.items()}}
+        print(
+            f"  ours {r['ours']:.4g} {r['unit']}, reference {r['reference']:.4g} {r['unit']}, "
+            f"speed-up {r['ratio']:.2f}x",
+            flush=True,
+        )
+    merged = {
+        **previous,
+        **{k: {**v, "revision": meta["revision"], "time_utc": meta["time_utc"]} for k, v in results.items()},
+    }
     args.out.write_text(json.dumps(merged, indent=1) + "\n")
     print(f"wrote {args.out}")
     return results

@@ -1,4 +1,4 @@
-"""The reference pipeline users compare us with (the authors' code, REFERENCE §6).
+"""The reference pipeline users compare us with (the authors' code, docs/protocol.md §6).
 
 Training: a torchvision ``DataLoader`` over PIL images with per-image
 ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``,

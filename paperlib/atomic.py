@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None], attempts: int = 3) -> None:
@@ -16,7 +17,9 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], attempts: int = 
     for attempt in range(attempts):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
+            with tempfile.NamedTemporaryFile(
+                dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+            ) as f:
                 write(f)
             os.replace(f.name, path)
             return

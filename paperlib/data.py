@@ -1,4 +1,4 @@
-"""CIFAR-10 as tensors, from three sources, with batched on-device augmentation (REFERENCE §6).
+"""CIFAR-10 as tensors, from three sources, with batched on-device augmentation (docs/protocol.md §6).
 
 Sources, tried in this order under the data root:
 
@@ -10,14 +10,23 @@ Sources, tried in this order under the data root:
    the network allows; it writes source 1.
 
 The root is the ``root`` argument, else ``$PAPERLIB_DATA``, else ``./data``.
+
+Identity by content (docs/protocol.md §12): every loaded data set carries a
+``digest``, a sha256 over its uint8 images and int64 labels (see
+:func:`images_digest`), so two data sets with the same label but other pixels
+(the tiny generated test data and the real CIFAR-10) never share a cache key.
+The digest is computed once per content and cached: in the decoded-image
+cache for an image folder or archive, in a small ``.digest`` file for the python release.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
 import tarfile
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,7 +39,7 @@ from .atomic import write_atomic
 CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-#: Per-channel normalization (REFERENCE §6).
+#: Per-channel normalization (docs/protocol.md §6).
 MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 STD: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -53,18 +62,32 @@ class CIFAR10Data:
     y_test: Tensor
     """test labels, ``[M]`` int64"""
     source: str
-    """identity of the data set: CIFAR-10, CIFAR-10 (JPEG copy) or CIFAR-10 (image folder)"""
+    """human label of the data set, for captions: CIFAR-10, CIFAR-10 (JPEG copy) or CIFAR-10 (image folder)"""
+    digest: str | None = None
+    """content identity: :func:`images_digest` of the full data set (16 hex; a subset keeps it); None = unknown
+    (hand-built data, see :meth:`content_digest`)"""
 
     def describe(self) -> str:
         """The data set and its size, for captions: "CIFAR-10 (JPEG copy), 50000 train / 10000 test images"."""
         return f"{self.source}, {len(self.y_train)} train / {len(self.y_test)} test images"
 
-    def to(self, device: torch.device | str) -> "CIFAR10Data":
+    def content_digest(self) -> str:
+        """:attr:`digest`, else (hand-built data) a sha256 (16 hex) over the float32 tensors and int64 labels."""
+        if self.digest is not None:
+            return self.digest
+        h = hashlib.sha256(b"paperlib-tensors-v1")
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            a = np.ascontiguousarray(t.detach().cpu().numpy())
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(memoryview(a).cast("B"))
+        return h.hexdigest()[:16]
+
+    def to(self, device: torch.device | str) -> CIFAR10Data:
         """The same data on ``device``."""
         return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
                        x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
-    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "CIFAR10Data":
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> CIFAR10Data:
         """A stratified, seeded subset: ``train``/``test`` images (``None`` keeps all)."""
         out = self
         if train is not None and train < len(self.y_train):
@@ -123,7 +146,9 @@ def augment(x: Tensor, generator: torch.Generator | None = None, padding: int = 
     cols = torch.arange(w, device=x.device).view(1, w)
     cols = torch.where(flip.view(b, 1), w - 1 - cols, cols)  # flip = read columns backwards
     cols = (off[1].view(b, 1) + cols).view(b, 1, 1, w)
-    return padded[torch.arange(b, device=x.device).view(b, 1, 1, 1), torch.arange(c, device=x.device).view(1, c, 1, 1), rows, cols]
+    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[batch, channel, rows, cols]
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -163,54 +188,99 @@ def load_cifar10(
         DataNotFoundError: no data under ``root`` and no download possible.
     """
     root = data_root(root)
-    images = _read_any(root)
-    if images is None:
+    found = _read_any(root)
+    if found is None:
         if not download:
             raise DataNotFoundError(_missing_message(root, "and download=False"))
-        images = _download(root)
-    (xtr, ytr), (xte, yte), source = images
-    data = CIFAR10Data(normalize(xtr), torch.as_tensor(ytr, dtype=torch.long),
-                       normalize(xte), torch.as_tensor(yte, dtype=torch.long), source)
+        found = _download(root)
+    ((xtr, ytr), (xte, yte), source), digest = found
+    data = CIFAR10Data(
+        normalize(xtr),
+        torch.as_tensor(ytr, dtype=torch.long),
+        normalize(xte),
+        torch.as_tensor(yte, dtype=torch.long),
+        source,
+        digest,
+    )
     return data.subset(train=train_subset, seed=seed).to(device)
 
 
 Split = tuple[np.ndarray, np.ndarray]
 Images = tuple[Split, Split, str]  # train, test, source label
 
+#: Version of the content keys of the decoded-image cache; bump when what they cover changes.
+_CACHE_KEY_VERSION = "v2"
 
-def _read_any(root: Path) -> Images | None:
+
+def images_digest(images: Images) -> str:
+    """Content identity of a data set: sha256 (first 16 hex digits) over its arrays (docs/protocol.md §12).
+
+    Hashes a version tag, then for train images, train labels, test images and
+    test labels in turn their shape and their bytes (images uint8
+    ``[N, 3, 32, 32]``, labels little-endian int64), in the order the reader
+    returns them. The source label is not hashed: the same pixels in the same
+    order have one digest whichever way they were stored.
+    """
+    (xtr, ytr), (xte, yte), _ = images
+    h = hashlib.sha256(b"paperlib-cifar10-digest-v1")
+    for arr, dtype in ((xtr, np.uint8), (ytr, "<i8"), (xte, np.uint8), (yte, "<i8")):
+        a = np.ascontiguousarray(arr, dtype=dtype)
+        h.update(str(a.shape).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()[:16]
+
+
+def _read_any(root: Path) -> tuple[Images, str] | None:
+    """The images under ``root`` and their digest; None when ``root`` holds none of the three layouts."""
     if root.is_file() and root.name.endswith((".tar.gz", ".tgz", ".tar")):
-        return _cached(root, _read_tar)
+        return _cached(_archive_key(root), root, _read_tar)
     if (root / "cifar-10-batches-py").is_dir():
-        return read_batches_py(root / "cifar-10-batches-py")
+        return _batches_with_digest(root / "cifar-10-batches-py")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return _cached(root, read_image_folder)
+        return _cached(_folder_key(root), root, read_image_folder)
     return None
 
 
 def read_batches_py(folder: Path) -> Images:
     """Read the python release: ``data_batch_1..5`` and ``test_batch`` (uint8 ``[N, 3, 32, 32]``, labels)."""
+
     def load(names: list[str]) -> Split:
         xs, ys = [], []
         for name in names:
             path = folder / name
             if not path.is_file():
-                raise DataNotFoundError(f"{path} is missing: a cifar-10-batches-py folder needs data_batch_1..5 and test_batch")
-            with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(entry["labels"], dtype=np.int64))
+                raise DataNotFoundError(
+                    f"{path} is missing: a cifar-10-batches-py folder needs data_batch_1..5 and test_batch"
+                )
+            try:
+                with open(path, "rb") as f:
+                    entry = pickle.load(f, encoding="latin1")
+                xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(entry["labels"], dtype=np.int64))
+            except Exception as exc:  # truncated, not a pickle, wrong content
+                raise ValueError(
+                    f"{path} is not a readable CIFAR-10 python batch ({type(exc).__name__}: {exc}); "
+                    "replace it with the file from the python release cifar-10-python.tar.gz"
+                ) from exc
         return np.concatenate(xs), np.concatenate(ys)
+
     return load([f"data_batch_{i}" for i in range(1, 6)]), load(["test_batch"]), "CIFAR-10"
 
 
-def _decode(raw: bytes) -> np.ndarray:
+def _decode(raw: bytes, where: str) -> np.ndarray:
+    """One image file's bytes -> uint8 ``[3, 32, 32]``; ``where`` names the file in errors."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(raw)) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Exception as exc:  # PIL raises several types for truncated or foreign files
+        raise ValueError(
+            f"{where} is not a readable image ({type(exc).__name__}: {exc}); "
+            "an image-folder tree must hold only 32x32 RGB images in its class folders"
+        ) from exc
     if arr.shape != (32, 32, 3):
-        raise ValueError(f"expected 32x32 RGB images, got shape {arr.shape}")
+        raise ValueError(f"{where} is {arr.shape[1]}x{arr.shape[0]} pixels; CIFAR-10 images must be 32x32 RGB")
     return arr.transpose(2, 0, 1)
 
 
@@ -224,7 +294,14 @@ def _collect(items: list[tuple[str, str, str, bytes | Path]]) -> Images:
         rows = sorted((CLASSES.index(c), name, raw) for s, c, name, raw in items if s == split)
         if not rows:
             raise DataNotFoundError(f"no {split} images found in the image-folder tree")
-        xs = np.stack([_decode(raw.read_bytes() if isinstance(raw, Path) else raw) for _, _, raw in rows])
+        xs = np.stack(
+            [
+                _decode(raw.read_bytes(), str(raw))
+                if isinstance(raw, Path)
+                else _decode(raw, f"{split}/{CLASSES[c]}/{name} in the archive")
+                for c, name, raw in rows
+            ]
+        )
         splits.append((xs, np.array([r[0] for r in rows], dtype=np.int64)))
     jpeg = any(Path(name).suffix.lower() in (".jpg", ".jpeg") for _, _, name, _ in items)
     return splits[0], splits[1], "CIFAR-10 (JPEG copy)" if jpeg else "CIFAR-10 (image folder)"
@@ -246,14 +323,20 @@ def read_image_folder(root: Path) -> Images:
 def _read_tar(archive: Path) -> Images:
     """Decode an image-folder tree straight from a tar archive (any leading folder)."""
     items = []
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            path = Path(member.name)
-            if not member.isfile() or len(path.parts) < 3 or path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            split, cls, name = path.parts[-3:]
-            if split in ("train", "test") and cls in CLASSES:
-                items.append((split, cls, name, tar.extractfile(member).read()))
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                path = Path(member.name)
+                if not member.isfile() or len(path.parts) < 3 or path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                split, cls, name = path.parts[-3:]
+                if split in ("train", "test") and cls in CLASSES:
+                    items.append((split, cls, name, tar.extractfile(member).read()))
+    except (tarfile.TarError, OSError, EOFError) as exc:  # not a tar, truncated, bad gzip stream
+        raise ValueError(
+            f"{archive} is not a readable tar archive ({type(exc).__name__}: {exc}); "
+            "give a .tar.gz of an image-folder tree train/<class>/*, test/<class>/*"
+        ) from exc
     return _collect(items)
 
 
@@ -262,31 +345,101 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PAPERLIB_CACHE", Path.home() / ".cache" / "paperlib")).expanduser()
 
 
-def _cached(source: Path, reader) -> Images:
-    """Decode ``source`` once; cache the uint8 arrays, keyed by path, size and modification time.
+def _stat_line(path: Path, name: str) -> str:
+    st = path.stat()
+    return f"{name}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _folder_key(root: Path) -> str:
+    """Content key of an image-folder tree: its path and every file's relative name, size and mtime_ns.
+
+    Any file under ``train/`` or ``test/`` that is added, removed, renamed or
+    rewritten changes the key (an os.scandir walk: no file is read).
+    """
+    lines = [f"folder|{root.resolve()}|{_CACHE_KEY_VERSION}"]
+
+    def walk(folder: Path, rel: str) -> None:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.is_dir():
+                walk(Path(e.path), f"{rel}/{e.name}")
+            else:
+                st = e.stat()
+                lines.append(f"{rel}/{e.name}|{st.st_size}|{st.st_mtime_ns}")
+
+    for split in ("train", "test"):
+        walk(root / split, split)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _archive_key(archive: Path) -> str:
+    """Content key of an archive: its path, size, mtime_ns and a sha256 of its bytes."""
+    h = hashlib.sha256()
+    with open(archive, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    text = f"archive|{archive.resolve()}|{_stat_line(archive, '')}|{h.hexdigest()}|{_CACHE_KEY_VERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cached(key: str, source: Path, reader) -> tuple[Images, str]:
+    """Decode ``source`` once; cache the uint8 arrays and their digest under its content ``key``.
 
     The cache is written to a temporary file and renamed, so a half-written
     file is never read; an unreadable one is decoded again.
     """
-    st = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|v1".encode()).hexdigest()[:16]
     path = cache_dir() / f"cifar10-{key}.npz"
     if path.is_file():
         try:
             with np.load(path) as z:
-                return (z["xtr"], z["ytr"]), (z["xte"], z["yte"]), str(z["source"])
+                return ((z["xtr"], z["ytr"]), (z["xte"], z["yte"]), str(z["source"])), str(z["digest"])
         except (OSError, ValueError, KeyError, EOFError):
             pass  # unreadable cache: decode again and overwrite it
-    (xtr, ytr), (xte, yte), label = reader(source)
-    write_atomic(path, lambda f: np.savez(f, xtr=xtr, ytr=ytr, xte=xte, yte=yte, source=np.array(label)))
-    return (xtr, ytr), (xte, yte), label
+    images = reader(source)
+    (xtr, ytr), (xte, yte), label = images
+    digest = images_digest(images)
+    try:
+        write_atomic(
+            path,
+            lambda f: np.savez(f, xtr=xtr, ytr=ytr, xte=xte, yte=yte, source=np.array(label), digest=np.array(digest)),
+        )
+    except OSError as exc:  # read-only or full disk: go on without the cache
+        warnings.warn(
+            f"could not cache the decoded images in {path} ({exc}); they are decoded again on every "
+            "load (set PAPERLIB_CACHE to a writable folder)",
+            stacklevel=3,
+        )
+    return images, digest
 
 
-def _download(root: Path) -> Images:
+def _batches_with_digest(folder: Path) -> tuple[Images, str]:
+    """The python release and its digest; the digest alone is cached, keyed by every batch file's size and mtime_ns."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    lines = [f"batches|{folder.resolve()}|{_CACHE_KEY_VERSION}"]
+    for name in names:  # stat before reading: a file rewritten meanwhile gets a new key next time
+        try:
+            lines.append(_stat_line(folder / name, name))
+        except OSError:
+            lines.append(f"{name}|missing")  # read_batches_py says what is wrong
+    images = read_batches_py(folder)
+    text = "|".join(lines)
+    path = cache_dir() / f"cifar10-{hashlib.sha256(text.encode()).hexdigest()[:16]}.digest"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        digest = path.read_text().strip()
+        if len(digest) == 16 and all(c in "0123456789abcdef" for c in digest):
+            return images, digest
+    digest = images_digest(images)
+    with contextlib.suppress(OSError):  # read-only cache: the digest is computed again next time
+        write_atomic(path, lambda f: f.write(digest.encode()))
+    return images, digest
+
+
+def _download(root: Path) -> tuple[Images, str]:
     try:
         import torchvision
 
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except Exception as exc:  # no network, DNS failure, HTTP error, disk full ...
         raise DataNotFoundError(_missing_message(root, f"and the download failed: {exc}")) from exc
-    return read_batches_py(root / "cifar-10-batches-py")
+    return _batches_with_digest(root / "cifar-10-batches-py")

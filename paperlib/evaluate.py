@@ -1,4 +1,4 @@
-"""Test accuracy under noise, and noise sweeps over a sigma grid (REFERENCE §3).
+"""Test accuracy under noise, and noise sweeps over a sigma grid (docs/protocol.md §3).
 
 Evaluation runs Brevitas models with frozen quantizers
 (:func:`paperlib.inference.frozen_quantizers`: same numbers, less work), in
@@ -18,7 +18,7 @@ of at most ``max_batch`` images.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .device import tf32
 from .inference import frozen_quantizers
 from .noise import NoiseKind, check_kind, check_sigma, noise_settings, set_noise
+from .threads import numeric_threads
 
 #: The authors' sigma grid: 17 points, four per decade, 0.01 ... 100.
 DEFAULT_SIGMAS: np.ndarray = np.logspace(-2, 2, 17)
@@ -62,7 +63,8 @@ def accuracy(
     batch_size: int = 1000,
     generator: torch.Generator | None = None,
 ) -> float:
-    """Accuracy (fraction) of ``model`` in eval mode on ``x [N, ...]`` (e.g. ``[N, 3, 32, 32]``), ``y [N]`` at one noise level.
+    """Accuracy (fraction) of ``model`` in eval mode on ``x [N, ...]`` (e.g. ``[N, 3, 32, 32]``), ``y [N]``,
+    at one noise level.
 
     ``layer`` and ``kind`` are as in :func:`paperlib.set_noise`. The model's
     noise settings and train/eval mode are restored afterwards.
@@ -71,10 +73,16 @@ def accuracy(
     check_kind(kind)
     device = _model_device(model)
     correct = 0
-    with eval_mode(model), noise_settings(model), frozen_quantizers(model, weights=kind != "weight"), tf32(False):
+    with (
+        numeric_threads(),
+        eval_mode(model),
+        noise_settings(model),
+        frozen_quantizers(model, weights=kind != "weight"),
+        tf32(False),
+    ):
         set_noise(model, sigma, layer, kind=kind, generator=generator)
         for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             correct += int((model(xb).argmax(1) == yb).sum())
     return correct / len(x)
 
@@ -142,22 +150,37 @@ def evaluate_pairs(
     gen = torch.Generator(device).manual_seed(seed)
     correct = torch.zeros(len(pairs), dtype=torch.long, device=device)
     steps = -(-len(pairs) // per_pass) * -(-len(x) // batch)
-    with eval_mode(model), noise_settings(model), frozen_quantizers(model, weights=not weight), tf32(False), \
-            tqdm(total=steps, desc="noise sweep", disable=not progress, leave=False) as bar:
+    with (
+        numeric_threads(),
+        eval_mode(model),
+        noise_settings(model),
+        frozen_quantizers(model, weights=not weight),
+        tf32(False),
+        tqdm(total=steps, desc="noise sweep", disable=not progress, leave=False) as bar,
+    ):
         for c in range(0, len(pairs), per_pass):
-            chunk = torch.tensor([s for s, _ in pairs[c:c + per_pass]], device=device, dtype=x.dtype)
+            chunk = torch.tensor([s for s, _ in pairs[c : c + per_pass]], device=device, dtype=x.dtype)
             for i in range(0, len(x), batch):
-                xb, yb = x[i:i + batch], y[i:i + batch]
+                xb, yb = x[i : i + batch], y[i : i + batch]
                 sigma = pairs[c][0] if weight else chunk.repeat_interleave(len(xb))  # weight noise: one sigma per pass
                 set_noise(model, sigma, layer, kind=kind, generator=gen)
                 pred = model(xb.repeat(len(chunk), *([1] * (xb.dim() - 1)))).argmax(1).view(len(chunk), len(xb))
-                correct[c:c + len(chunk)] += (pred == yb).sum(1)
+                correct[c : c + len(chunk)] += (pred == yb).sum(1)
                 bar.update()
     acc = (correct.double() / len(x)).cpu().numpy()
     return pd.DataFrame({"sigma": [s for s, _ in pairs], "repeat": [r for _, r in pairs], "accuracy": acc})
 
 
+def nan_logit_accuracy(y: Tensor) -> float:
+    """The accuracy of a network whose loss became NaN, as the authors' loop scores it (docs/protocol.md §11).
+
+    Its logits are NaN, ``argmax`` picks class 0 for every image, so its
+    accuracy is the fraction of labels ``y [N]`` equal to 0 (about chance,
+    0.1 on CIFAR-10), at every sigma.
+    """
+    return float((y == 0).double().mean())
+
+
 def summarize_sweep(curve: pd.DataFrame, by: str | list[str] = "sigma") -> pd.DataFrame:
     """Mean and standard deviation of accuracy per sigma (and any other ``by`` columns)."""
     return curve.groupby(by, sort=False)["accuracy"].agg(acc_mean="mean", acc_std="std", n="count").reset_index()
-

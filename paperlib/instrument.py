@@ -1,10 +1,10 @@
-"""Noise modules for any model: :func:`add_noise` (REFERENCE §2 placement on your own network).
+"""Noise modules for any model: :func:`add_noise` (docs/protocol.md §2 placement on your own network).
 
 :func:`add_noise` puts a :class:`~paperlib.noise.GaussianNoise` module after
 every Conv / Linear / ReLU / MaxPool / AvgPool / AdaptiveAvgPool of an
 arbitrary ``nn.Module`` (fp32 or Brevitas ``QuantConv2d`` / ``QuantLinear`` /
 ``QuantReLU``), and one on the input, following the paper's placement rule
-(REFERENCE §2): Flatten, Dropout and BatchNorm get none. Then
+(docs/protocol.md §2): Flatten, Dropout and BatchNorm get none. Then
 :func:`paperlib.set_noise`, :func:`paperlib.noise_sweep`,
 :func:`paperlib.fit_midpoint` and :func:`paperlib.walking.layer_sensitivity`
 work on it as on our own models.
@@ -12,7 +12,7 @@ work on it as on our own models.
 Example, torchvision's ResNet-18::
 
     model = add_noise(torchvision.models.resnet18(num_classes=10))
-    len(noise_modules(model))  # 33, as our ResNet-18 (REFERENCE §2)
+    len(noise_modules(model))  # 33, as our ResNet-18 (docs/protocol.md §2)
 
 torchvision's ResNet-18 gets **33** noise modules, the count of the paper's
 Table II and of :class:`paperlib.models.ResNet18`: input 1; stem conv, relu,
@@ -43,7 +43,9 @@ INPUT_NOISE = "input_noise"
 
 def _input_noise_pre_hook(module: nn.Module, args: tuple) -> tuple:
     if not args or not isinstance(args[0], Tensor):
-        raise TypeError(f"the input noise of {type(module).__name__} needs the input tensor as the first positional argument")
+        raise TypeError(
+            f"the input noise of {type(module).__name__} needs the input tensor as the first positional argument"
+        )
     return (module._modules[INPUT_NOISE](args[0]), *args[1:])
 
 
@@ -83,7 +85,7 @@ def add_noise(model: nn.Module, *, input: bool = True, targets: tuple[type, ...]
         input: also add noise to the model's input.
         targets: module types that get a noise module after them (default:
             Conv, Linear, ReLU, MaxPool, AvgPool, AdaptiveAvgPool, Brevitas
-            QuantReLU); Flatten, Dropout and BatchNorm get none (REFERENCE §2).
+            QuantReLU); Flatten, Dropout and BatchNorm get none (docs/protocol.md §2).
 
     Returns:
         ``model`` itself, with its noise modules.
@@ -92,17 +94,23 @@ def add_noise(model: nn.Module, *, input: bool = True, targets: tuple[type, ...]
         raise TypeError(f"add_noise needs a torch.nn.Module, got {type(model).__name__}")
     existing = len(noise_modules(model))
     if existing:
-        raise ValueError(f"the model already has {existing} GaussianNoise modules; "
-                         "add_noise needs a model without noise modules (ours come with theirs)")
+        raise ValueError(
+            f"the model already has {existing} GaussianNoise modules; "
+            "add_noise needs a model without noise modules (ours come with theirs)"
+        )
     if isinstance(model, targets):
-        raise ValueError(f"add_noise needs a model that contains layers, not a single {type(model).__name__}; "
-                         "wrap it in an nn.Sequential first")
+        raise ValueError(
+            f"add_noise needs a model that contains layers, not a single {type(model).__name__}; "
+            "wrap it in an nn.Sequential first"
+        )
     if input and hasattr(model, INPUT_NOISE):
         raise ValueError(f"the model already has an attribute {INPUT_NOISE!r}; rename it or pass input=False")
     if _wrap(model, targets) == 0:
         raise ValueError("the model has no Conv, Linear, ReLU or pooling layers to add noise after")
     if input:
         model._modules = {INPUT_NOISE: GaussianNoise(), **model._modules}  # first child: first in noise_modules
-        if type(model).forward is not nn.Sequential.forward:  # a Sequential runs its children in order, the input noise first
+        if (
+            type(model).forward is not nn.Sequential.forward
+        ):  # a Sequential runs its children in order, the input noise first
             model.register_forward_pre_hook(_input_noise_pre_hook)
     return model

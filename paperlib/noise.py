@@ -1,4 +1,4 @@
-"""Noise injection: on activations (noise modules) or on weights (REFERENCE §2, §9).
+"""Noise injection: on activations (noise modules) or on weights (docs/protocol.md §2, §9).
 
 A :class:`GaussianNoise` module sits after every layer of our models. It adds
 zero-mean Gaussian noise with an *absolute* standard deviation ``sigma`` to a
@@ -13,7 +13,7 @@ Kinds (``kind``), with ``z, z' ~ N(0, 1)`` drawn per element:
   (the authors' code, beyond the paper),
 - ``"combined"``: multiply, then add, with the same sigma:
   ``y = x * (1 + sigma * z) + sigma * z'``, i.e. ``x * N(1, sigma^2) + N(0, sigma^2)``
-  (the authors' code, REFERENCE §2 last bullet),
+  (the authors' code, docs/protocol.md §2 last bullet),
 - ``"weight"``: no activation noise; instead ``W + sigma * Z`` replaces the
   weight ``W`` of every Conv/Linear layer (:func:`weight_layers`) in each
   forward pass, see :class:`WeightNoise`. The noise modules stay silent.
@@ -27,11 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from .threads import process_threads
 
 NoiseKind = Literal["additive", "multiplicative", "combined", "weight"]
 #: Every noise kind :func:`set_noise` accepts.
@@ -49,31 +53,48 @@ PARALLEL_DRAW_MIN = 1 << 20
 DRAW_CHUNKS = 4
 
 
-@functools.lru_cache(maxsize=None)
-def _draw_pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="paperlib-noise")
+@functools.cache
+def _draw_pool(helpers: int) -> ThreadPoolExecutor:
+    """A pool of ``helpers`` threads that fill draw chunks alongside the calling thread (one pool per size)."""
+    return ThreadPoolExecutor(max_workers=helpers, thread_name_prefix="paperlib-noise")
 
 
-def standard_normal(shape: torch.Size, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+def standard_normal(
+    shape: torch.Size, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype
+) -> Tensor:
     """``N(0, 1)`` draws of ``shape``, reproducible from ``generator``.
 
     PyTorch fills a CPU tensor with normal numbers on one core. Large CPU draws
     are therefore split into :data:`DRAW_CHUNKS` chunks, each with its own
-    generator seeded from ``generator``, and filled on up to
-    ``torch.get_num_threads()`` threads (the GIL is released while filling).
+    generator seeded from ``generator``, and filled by the calling thread plus
+    helper threads, ``paperlib.threads.process_threads()`` threads in all (the
+    process's share of the CPU, not the numerics' fixed intra-op count; the
+    GIL is released while filling). The calling thread fills chunks too
+    instead of waiting, so no more threads run than the process may use.
     The same generator state gives the same numbers whatever the thread count.
     """
     out = torch.empty(shape, device=device, dtype=dtype)
     if device.type != "cpu" or out.numel() < PARALLEL_DRAW_MIN:
         return out.normal_(generator=generator)
     seeds = torch.randint(0, 2**62, (DRAW_CHUNKS,), generator=generator).tolist()
-    jobs = [(chunk, torch.Generator().manual_seed(seed)) for chunk, seed in zip(out.view(-1).chunk(DRAW_CHUNKS), seeds)]
-    workers = min(DRAW_CHUNKS, torch.get_num_threads())
-    if workers > 1:
-        list(_draw_pool(workers).map(lambda job: job[0].normal_(generator=job[1]), jobs))
-    else:
-        for chunk, gen in jobs:
-            chunk.normal_(generator=gen)
+    jobs = iter(
+        [(chunk, torch.Generator().manual_seed(seed)) for chunk, seed in zip(out.view(-1).chunk(DRAW_CHUNKS), seeds)]
+    )
+    take = threading.Lock()
+
+    def fill() -> None:  # take the next chunk until none is left; which thread fills which chunk does not matter
+        while True:
+            with take:
+                job = next(jobs, None)
+            if job is None:
+                return
+            job[0].normal_(generator=job[1])
+
+    helpers = min(DRAW_CHUNKS, process_threads()) - 1
+    futures = [_draw_pool(helpers).submit(fill) for _ in range(helpers)]
+    fill()
+    for f in futures:
+        f.result()
     return out
 
 
@@ -88,7 +109,9 @@ def check_sigma(sigma: Sigma) -> Sigma:
                 f"a per-sample sigma must be a 1-D tensor of shape [batch], got shape {tuple(sigma.shape)}"
             )
         if not bool(torch.isfinite(sigma).all()) or bool((sigma < 0).any()):
-            raise ValueError("sigma must be finite and >= 0 (an absolute standard deviation); got negative or non-finite values")
+            raise ValueError(
+                "sigma must be finite and >= 0 (an absolute standard deviation); got negative or non-finite values"
+            )
         return sigma
     try:
         value = float(sigma)
@@ -111,7 +134,7 @@ def _mode_matches(when: str, training: bool) -> bool:
 
 
 class GaussianNoise(nn.Module):
-    """Gaussian noise on a layer's output (REFERENCE §2).
+    """Gaussian noise on a layer's output (docs/protocol.md §2).
 
     Attributes:
         sigma: absolute standard deviation; float, or tensor of shape ``[batch]``.
@@ -123,7 +146,7 @@ class GaussianNoise(nn.Module):
 
     Input and output: any tensor ``[batch, ...]``; plain ``torch.Tensor`` only
     (never a Brevitas ``QuantTensor``, whose arithmetic folds noise into the
-    zero point, REFERENCE §5).
+    zero point, docs/protocol.md §5).
     """
 
     def __init__(self) -> None:
@@ -155,14 +178,18 @@ class GaussianNoise(nn.Module):
                 )
             sigma = sigma.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
         if self.kind not in ACTIVATION_KINDS:
-            raise ValueError(f"unknown noise kind {self.kind!r} for a noise module; choose one of {', '.join(ACTIVATION_KINDS)}")
+            raise ValueError(
+                f"unknown noise kind {self.kind!r} for a noise module; choose one of {', '.join(ACTIVATION_KINDS)}"
+            )
         draw = standard_normal(x.shape, self.generator, x.device, x.dtype)
         if self.kind == "additive":
             return draw.mul_(sigma).add_(x)  # x + sigma * draw, in the draw's buffer
         out = draw.mul_(sigma).add_(1.0).mul_(x)  # x * (1 + sigma * draw)
         if self.kind == "multiplicative":
             return out
-        return out.add_(standard_normal(x.shape, self.generator, x.device, x.dtype).mul_(sigma))  # combined: + sigma * draw2
+        return out.add_(
+            standard_normal(x.shape, self.generator, x.device, x.dtype).mul_(sigma)
+        )  # combined: + sigma * draw2
 
     def extra_repr(self) -> str:
         sigma = f"tensor[{self.sigma.shape[0]}]" if isinstance(self.sigma, Tensor) else f"{self.sigma:g}"
@@ -174,7 +201,7 @@ def noise_modules(model: nn.Module) -> list[GaussianNoise]:
 
     Our models register their modules in the order in which they first run, so
     module order is forward order (checked by the tests). Counts: LeNet-5 12,
-    VGG-11 27, ResNet-18 33 (REFERENCE §2).
+    VGG-11 27, ResNet-18 33 (docs/protocol.md §2).
     """
     return [m for m in model.modules() if isinstance(m, GaussianNoise)]
 
@@ -210,7 +237,7 @@ def noise_sites(model: nn.Module, kind: NoiseKind = "additive") -> list[nn.Modul
 
 
 class WeightNoise:
-    """Weight-noise settings of one Conv/Linear layer (``kind="weight"``, REFERENCE §9).
+    """Weight-noise settings of one Conv/Linear layer (``kind="weight"``, docs/protocol.md §9).
 
     In every forward pass of the layer in which the noise is active, its weight
     ``W`` (any shape, e.g. ``[out, in, k, k]``) is replaced by ``W + sigma * Z``
@@ -332,7 +359,9 @@ def set_noise(
         sites, what = weighted, "weight layers"
     else:
         if not modules:
-            raise ValueError("the model has no GaussianNoise modules; build it with paperlib.build_model or paperlib.add_noise")
+            raise ValueError(
+                "the model has no GaussianNoise modules; build it with paperlib.build_model or paperlib.add_noise"
+            )
         sites, what = modules, "noise modules"
     if layer is not None and not -len(sites) <= layer < len(sites):
         raise IndexError(f"layer={layer} is out of range: the model has {len(sites)} {what} (0..{len(sites) - 1})")

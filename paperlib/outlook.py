@@ -1,4 +1,4 @@
-"""Experiments beyond the paper (REFERENCE §9, the paper's outlook) as run specs and tables.
+"""Experiments beyond the paper (docs/protocol.md §9, the paper's outlook) as run specs and tables.
 
 - walking noise (:func:`walking_models`, :func:`walking_sigmas`): which
   trained networks to profile layer by layer, and the sigma grid for it;
@@ -96,7 +96,7 @@ def walking_models(profile: Profile, arch: str, clean: pd.DataFrame, noisy: pd.D
 
 def variance_aware_specs(profile: Profile, arch: str, train_sigmas: tuple[float, ...], seeds: int = 0) -> list[RunSpec]:
     """Networks trained with each sigma of ``train_sigmas`` and each training-sigma method, swept over the
-    profile's whole inference grid (REFERENCE §9).
+    profile's whole inference grid (docs/protocol.md §9).
 
     ``fixed``: the paper's noisy training at ``sigma_train``. ``sample`` / ``epoch``:
     variance-aware training, a random sigma per image per step / per epoch,
@@ -140,14 +140,15 @@ def kind_label(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def method_fits(df: pd.DataFrame) -> pd.DataFrame:
-    """Per training-sigma method and training sigma: clean-grid peak accuracy and the ``sigma_mid`` of the
-    accuracy-vs-inference-sigma curve (the robustness to inference noise that differs from training)."""
+    """Per training-sigma method and training sigma: peak accuracy (noise-free, mean over seeds, docs/protocol.md
+    §11), the ``sigma_mid`` of the accuracy-vs-inference-sigma curve (the robustness to inference noise that
+    differs from training) and how many of its networks diverged (``diverged``, e.g. "1 of 2")."""
     labelled = df.assign(variant=[f"{m}, sigma_train={t:.3g}" for m, t in zip(df.sigma_sampling, df.sigma_train)],
                          regime="noisy")
     s = summarize(labelled)
     keys = labelled.drop_duplicates("variant").set_index("variant")[["sigma_sampling", "sigma_train"]]
     s = s.join(keys, on="variant").rename(columns={"sigma_sampling": "method"})
-    return s[["method", "sigma_train", "seeds", "peak_acc", "sigma_mid", "rel_err", "fit", "failed"]]
+    return s[["method", "sigma_train", "seeds", "peak_acc", "sigma_mid", "rel_err", "fit", "diverged", "failed"]]
 
 
 def method_gain(grid: pd.DataFrame, method: str, baseline: str = "fixed") -> pd.DataFrame:
@@ -187,10 +188,21 @@ def extremes(walking: pd.DataFrame, n: int = 3) -> pd.DataFrame:
         fitted = g[g.fit_ok].sort_values("sigma_mid")
         for rank, r in enumerate(fitted.head(n).itertuples(), 1):
             rows.append({"arch": arch, "model": model, "group": "most sensitive", "rank": rank, "index": r.index,
-                         "name": r.name, "follows": r.follows, "sigma_mid": r.sigma_mid, "fit": f"{r.sigma_mid:.3g} ({100 * r.rel_err:.1f}%)"})
+                         "name": r.name, "follows": r.follows, "sigma_mid": r.sigma_mid,
+                         "fit": f"{r.sigma_mid:.3g} ({100 * r.rel_err:.1f}%)"})
         least = [*never.itertuples(), *fitted.iloc[::-1].itertuples()][:n]
         for rank, r in enumerate(least, 1):
-            rows.append({"arch": arch, "model": model, "group": "least sensitive", "rank": rank, "index": r.index,
-                         "name": r.name, "follows": r.follows, "sigma_mid": r.sigma_mid,
-                         "fit": f"{r.sigma_mid:.3g} ({100 * r.rel_err:.1f}%)" if r.fit_ok else "beyond the grid"})
+            rows.append(
+                {
+                    "arch": arch,
+                    "model": model,
+                    "group": "least sensitive",
+                    "rank": rank,
+                    "index": r.index,
+                    "name": r.name,
+                    "follows": r.follows,
+                    "sigma_mid": r.sigma_mid,
+                    "fit": f"{r.sigma_mid:.3g} ({100 * r.rel_err:.1f}%)" if r.fit_ok else "beyond the grid",
+                }
+            )
     return pd.DataFrame(rows)

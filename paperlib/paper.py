@@ -1,4 +1,4 @@
-"""The paper's published numbers (arXiv 2501.14531, Tables I-II and the text on Fig. 2; REFERENCE §4, §7).
+"""The paper's published numbers (arXiv 2501.14531, Tables I-II and the text on Fig. 2; docs/protocol.md §4, §7).
 
 Accuracies are percentages and ``sigma_mid`` absolute noise levels, exactly as
 printed; ``rel_err`` is the printed relative error as a fraction (0.5% ->
@@ -61,7 +61,7 @@ def table_ii() -> pd.DataFrame:
     """Table II: per architecture, the printed FLOPs/parameters (M), noisy layers, fp32 peak accuracy and sigma_mid.
 
     The printed FLOPs are multiply-accumulates, and for VGG-11/ResNet-18 those
-    of torchvision's 1000-class ImageNet models at 32x32 (REFERENCE §4).
+    of torchvision's 1000-class ImageNet models at 32x32 (docs/protocol.md §4).
     """
     return pd.DataFrame(_TABLE_II_ROWS, columns=["arch", "flops_m", "params_m", "noisy_layers", "peak_acc_pct",
                                                  "sigma_mid", "sigma_mid_noisy"])

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import reproduce
 from .atomic import write_atomic
 from .midpoint import fit_midpoint
 
@@ -24,6 +25,26 @@ def _legend(ax: plt.Axes, **kwargs) -> None:
         ax.legend(**kwargs)
     else:
         ax.text(0.5, 0.5, "no usable curve", transform=ax.transAxes, ha="center", color="0.5")
+
+
+def _diverged_note(g: pd.DataFrame, regime: str) -> str:
+    """The legend note ' (diverged k/n)' for one curve's rows of :func:`paperlib.reproduce.curves`, else "".
+
+    Trained without noise, the same networks make every point (k, n: the most
+    at any point); noisy-trained curves have other networks at each sigma (summed).
+    """
+    if "diverged" not in g or "seeds" not in g:
+        return ""
+    k, n = pd.to_numeric(g["diverged"], errors="coerce").fillna(0), g["seeds"].fillna(0)
+    k, n = (int(k.sum()), int(n.sum())) if regime == "noisy" else (int(k.max()), int(n.max()))
+    return f" (diverged {k}/{n})" if k else ""
+
+
+def _fit(g: pd.DataFrame):
+    """The fit :func:`paperlib.reproduce.summarize` makes of one curve's rows: the drawn curve is the reported one."""
+    if "acc_seeds" in g:
+        return reproduce.fit_curve(g)
+    return fit_midpoint(g.sigma.to_numpy(), g.acc_mean.to_numpy(), g.acc_std.to_numpy())  # rows of older tables
 
 
 def variant_color(bits: float | None, scale: float | None, scales: list[float] | None = None):
@@ -45,7 +66,9 @@ def plot_curves(ax: plt.Axes, curves: pd.DataFrame, *, fit: bool = False, title:
     axis, accuracy in %), joined by lines; ``fit`` overlays the fitted logistic
     (Eq. 1) of each curve whose fit succeeds, thin. Noisy-trained curves are dashed.
     ``scales``: every constant scale of the study, so that a scale keeps its
-    colour across panels (default: the scales in ``curves``).
+    colour across panels (default: the scales in ``curves``). Where the rows
+    carry ``diverged`` (networks of the point whose training diverged, scored at
+    chance, docs/protocol.md §11) the legend flags them: "8-bit s=10 (diverged 1/2)".
     """
     scales = sorted(scales if scales is not None else curves.scale.dropna().unique().tolist())
     for (variant, regime), g in curves.groupby(["variant", "regime"], sort=False):
@@ -53,9 +76,9 @@ def plot_curves(ax: plt.Axes, curves: pd.DataFrame, *, fit: bool = False, title:
         style = "--" if regime == "noisy" else "-"
         name = f"{variant}, noisy training" if regime == "noisy" else variant
         ax.errorbar(g.sigma, 100 * g.acc_mean, yerr=100 * g.acc_std.fillna(0), color=color, ls=style, lw=1.2,
-                    marker="o" if regime == "clean" else "s", ms=3, capsize=2, label=name)
+                    marker="o" if regime == "clean" else "s", ms=3, capsize=2, label=name + _diverged_note(g, regime))
         if fit:
-            m = fit_midpoint(g.sigma.to_numpy(), g.acc_mean.to_numpy(), g.acc_std.to_numpy())
+            m = _fit(g)
             if m.ok:
                 xs = np.logspace(math.log10(g.sigma.min()), math.log10(g.sigma.max()), 200)
                 ax.plot(xs, 100 * m.curve(xs), color=color, ls=":", lw=0.8)
@@ -73,45 +96,89 @@ def plot_curves(ax: plt.Axes, curves: pd.DataFrame, *, fit: bool = False, title:
 def plot_peak_vs_midpoint(ax: plt.Axes, summary: pd.DataFrame, *, title: str | None = None) -> plt.Axes:
     """Fig. 2 (c): peak accuracy (%) vs sigma_mid, one point per scaling choice, one series per bit width.
 
+    Peak accuracy is the noise-free test accuracy (docs/protocol.md §11).
     Error bars: spread of the peak accuracy over seeds and the fit's standard
     error of sigma_mid. The fp32 baseline is a black star; points are labelled
-    with their constant scale (``dyn`` for dynamic scaling).
+    with their constant scale (``dyn`` for dynamic scaling). Variants with
+    diverged networks get "(diverged k/n)" on their point, and a legend line
+    each; variants without a midpoint (e.g. collapsed) are listed in the legend.
     """
-    ok = summary[summary.fit_ok & (summary.regime == "clean")]
+    clean = summary[summary.regime == "clean"]
+    ok = clean[clean.fit_ok]
+    div = lambda r: f" (diverged {r.n_diverged}/{r.networks})" if r.get("n_diverged", 0) else ""  # noqa: E731
     for bits, g in ok[ok.bits.notna()].groupby("bits"):
         g = g.assign(order=g.scale.fillna(0)).sort_values("order")
         line = ax.errorbar(g.sigma_mid, 100 * g.peak_acc, xerr=g.sigma_mid_err, yerr=100 * g.peak_acc_std.fillna(0),
                            marker="o", capsize=2, label=f"{int(bits)}-bit")
-        for s, x, y in zip(g.scale, g.sigma_mid, g.peak_acc):
-            ax.annotate("dyn" if pd.isna(s) else f"{s:g}", (x, 100 * y), fontsize="x-small", xytext=(3, 3),
-                        textcoords="offset points", color=line[0].get_color())
+        for _, r in g.iterrows():
+            ax.annotate(("dyn" if pd.isna(r.scale) else f"{r.scale:g}") + div(r), (r.sigma_mid, 100 * r.peak_acc),
+                        fontsize="x-small", xytext=(3, 3), textcoords="offset points", color=line[0].get_color())
     fp32 = ok[ok.bits.isna()]
     if len(fp32):
-        ax.errorbar(fp32.sigma_mid, 100 * fp32.peak_acc, xerr=fp32.sigma_mid_err, yerr=100 * fp32.peak_acc_std.fillna(0),
-                    marker="*", ms=10, color="black", ls="none", label="fp32")
+        ax.errorbar(
+            fp32.sigma_mid,
+            100 * fp32.peak_acc,
+            xerr=fp32.sigma_mid_err,
+            yerr=100 * fp32.peak_acc_std.fillna(0),
+            marker="*",
+            ms=10,
+            color="black",
+            ls="none",
+            label="fp32" + div(fp32.iloc[0]),
+        )
+    for _, r in clean.iterrows():
+        if not r.fit_ok:
+            why = (
+                r.fit
+                if r.fit == reproduce.COLLAPSED_DIVERGED
+                else "collapsed (at chance)"
+                if r.collapsed
+                else "no midpoint"
+            )
+            ax.plot([], [], ls="none", label=f"{r.variant}{div(r)}: {why}")
+        elif div(r) and pd.notna(r.bits):
+            ax.plot([], [], ls="none", label=f"{r.variant}{div(r)}")
     ax.set_xscale("log")
     ax.set_xlabel(r"midpoint noise level $\sigma_{mid}$")
-    ax.set_ylabel("peak accuracy (%)")
+    ax.set_ylabel("peak (noise-free) accuracy (%)")
     if title:
         ax.set_title(title)
-    _legend(ax, fontsize="small")
+    _legend(ax, fontsize="x-small")
     return ax
 
 
 def plot_midpoints(ax: plt.Axes, table: pd.DataFrame, *, title: str | None = None) -> plt.Axes:
     """Table II as bars: sigma_mid per architecture without and with noisy training, ours and the paper's (log axis).
 
-    ``table`` is :func:`paperlib.reproduce.compare_table_ii`'s output.
+    ``table`` is :func:`paperlib.reproduce.compare_table_ii`'s output; our bars
+    carry the fits' standard errors, and an architecture with diverged networks
+    is flagged under its name ("diverged 1 of 2", docs/protocol.md §11).
     """
     x = np.arange(len(table))
-    bars = [("sigma_mid", "ours, trained without noise", "tab:blue", None),
-            ("sigma_mid_noisy", "ours, noisy training", "tab:red", None),
-            ("paper_sigma_mid", "paper, without", "tab:blue", "//"),
-            ("paper_sigma_mid_noisy", "paper, noisy training", "tab:red", "//")]
+    bars = [
+        ("sigma_mid", "ours, trained without noise", "tab:blue", None),
+        ("sigma_mid_noisy", "ours, noisy training", "tab:red", None),
+        ("paper_sigma_mid", "paper, without", "tab:blue", "//"),
+        ("paper_sigma_mid_noisy", "paper, noisy training", "tab:red", "//"),
+    ]
     for i, (col, name, color, hatch) in enumerate(bars):
-        ax.bar(x + (i - 1.5) * 0.2, table[col], 0.2, label=name, color=color if hatch is None else "white",
-               edgecolor=color, hatch=hatch)
-    ax.set_xticks(x, table["model"])
+        err = table.get(f"{col}_err")
+        ax.bar(
+            x + (i - 1.5) * 0.2,
+            table[col],
+            0.2,
+            yerr=None if err is None else err.fillna(0),
+            capsize=2,
+            label=name,
+            color=color if hatch is None else "white",
+            edgecolor=color,
+            hatch=hatch,
+        )
+    names = list(table["model"])
+    for col, what in (("diverged", "diverged"), ("diverged, noisy training", "diverged, noisy training")):
+        if col in table:
+            names = [n if str(d).startswith(("0 of", "–")) else f"{n}\n({what} {d})" for n, d in zip(names, table[col])]
+    ax.set_xticks(x, names)
     ax.set_yscale("log")
     ax.set_ylabel(r"midpoint noise level $\sigma_{mid}$")
     if title:
@@ -153,8 +220,9 @@ def plot_layer_sensitivity(ax: plt.Axes, table: pd.DataFrame, *, title: str | No
     return ax
 
 
-def plot_train_infer_map(ax: plt.Axes, grid: pd.DataFrame, *, diverging: bool = False,
-                         title: str | None = None) -> plt.Axes:
+def plot_train_infer_map(
+    ax: plt.Axes, grid: pd.DataFrame, *, diverging: bool = False, title: str | None = None
+) -> plt.Axes:
     """Accuracy (%) per training sigma (rows) and inference sigma (columns), annotated.
 
     ``grid``: columns ``sigma_train``, ``sigma``, ``acc_mean`` (e.g. one method of
@@ -169,7 +237,15 @@ def plot_train_infer_map(ax: plt.Axes, grid: pd.DataFrame, *, diverging: bool = 
         im = ax.imshow(wide.to_numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto", origin="lower")
     for (r, c), v in np.ndenumerate(wide.to_numpy()):
         if np.isfinite(v):
-            ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=6, color="white" if not diverging and v < 50 else "black")
+            ax.text(
+                c,
+                r,
+                f"{v:.0f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if not diverging and v < 50 else "black",
+            )
     ax.set_xticks(range(wide.shape[1]), [f"{v:.2g}" for v in wide.columns], rotation=90, fontsize="x-small")
     ax.set_yticks(range(wide.shape[0]), [f"{v:.2g}" for v in wide.index], fontsize="x-small")
     ax.set_xlabel(r"inference $\sigma$")
@@ -180,12 +256,19 @@ def plot_train_infer_map(ax: plt.Axes, grid: pd.DataFrame, *, diverging: bool = 
     return ax
 
 
-def savefig(fig: plt.Figure, name: str, caption: str, table: pd.DataFrame | None = None,
-            figures_dir: str | Path = "figures") -> list[Path]:
+def savefig(
+    fig: plt.Figure,
+    name: str,
+    caption: str,
+    table: pd.DataFrame | None = None,
+    figures_dir: str | Path = "figures",
+    notes: tuple[str, ...] = (),
+) -> list[Path]:
     """Write ``<figures_dir>/<name>.png`` and ``.pdf`` with ``caption`` under the plot, and ``table`` as ``.csv``.
 
-    The CSV's first line is the caption as a ``#`` comment (read it with
-    ``pd.read_csv(path, comment="#")``). Each file is written whole, then renamed.
+    The CSV's first line is the caption as a ``#`` comment, then each of
+    ``notes`` as one (read it with ``pd.read_csv(path, comment="#")``). Each
+    file is written whole, then renamed.
     """
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,15 +277,22 @@ def savefig(fig: plt.Figure, name: str, caption: str, table: pd.DataFrame | None
     paths = []
     for ext in ("png", "pdf"):
         path = out / f"{name}.{ext}"
-        write_atomic(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=150, bbox_inches="tight"))
+        meta = (
+            {"CreationDate": None} if ext == "pdf" else {}
+        )  # no timestamp: a regenerated figure diffs only if it changed
+        write_atomic(
+            path, lambda f, ext=ext, meta=meta: fig.savefig(f, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
+        )
         paths.append(path)
     if table is not None:
-        paths.append(save_table(table, out / f"{name}.csv", caption))
+        paths.append(save_table(table, out / f"{name}.csv", caption, notes))
     return paths
 
 
-def save_table(table: pd.DataFrame, path: str | Path, caption: str) -> Path:
-    """Write ``table`` as CSV with ``caption`` as a first ``#`` comment line (``pd.read_csv(path, comment="#")``)."""
+def save_table(table: pd.DataFrame, path: str | Path, caption: str, notes: tuple[str, ...] = ()) -> Path:
+    """Write ``table`` as CSV with ``caption`` as a first ``#`` comment line and each of ``notes`` as one more
+    (``pd.read_csv(path, comment="#")`` reads the table)."""
     path = Path(path)
-    write_atomic(path, lambda f: f.write(f"# {caption}\n{table.to_csv(index=False)}".encode()))
+    head = "".join(f"# {line.removeprefix('# ')}\n" for line in (caption, *notes))
+    write_atomic(path, lambda f: f.write(f"{head}{table.to_csv(index=False)}".encode()))
     return path

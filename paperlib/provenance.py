@@ -1,11 +1,13 @@
-"""What made a result: git revision, package versions, device, time."""
+"""What made a result: git revision, code hash, package versions, device, time (docs/protocol.md §12)."""
 from __future__ import annotations
 
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+
+from .fingerprint import code_fingerprint
 
 PACKAGES: tuple[str, ...] = ("paperlib", "torch", "torchvision", "brevitas", "numpy", "scipy", "pandas")
 
@@ -14,8 +16,12 @@ def git_revision(path: str | Path | None = None) -> str:
     """Short git revision of the repository holding ``path`` (default: this package), ``+dirty`` with changes."""
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+        ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -33,7 +39,15 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance(device: str) -> dict:
-    """Git revision, package versions, device, host, Python and UTC time."""
-    return {"revision": git_revision(), "packages": package_versions(), "device": device,
-            "host": platform.node(), "python": platform.python_version(),
-            "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    """Git revision, code hash (:func:`paperlib.fingerprint.code_fingerprint`), package versions, device, host,
+    Python and UTC time. The revision says which checkout ran; the code hash says which code made the numbers
+    (a revision with ``+dirty`` alone cannot)."""
+    return {
+        "revision": git_revision(),
+        "code": code_fingerprint()["code"],
+        "packages": package_versions(),
+        "device": device,
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

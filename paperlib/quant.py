@@ -1,4 +1,4 @@
-"""Layer factory: fp32 layers or Brevitas QAT layers (REFERENCE §5).
+"""Layer factory: fp32 layers or Brevitas QAT layers (docs/protocol.md §5).
 
 The same model code builds an fp32 network or its quantized twin by asking a
 :class:`Layers` factory for its convolutions, linear layers and ReLUs.
@@ -8,9 +8,10 @@ Quantization, as in the authors' ``models_noisy/util.py`` (UniHD-CEG/VANT):
 - weights: signed, same bit width as activations; a per-output-channel scale
   on conv layers (``CommonIntWeightPerChannelQuant``), a per-tensor scale on
   linear layers (``CommonIntWeightPerTensorQuant``), both Brevitas'
-  ``Int8WeightPerTensorFloat`` with the bit width set per layer. The authors'
-  VGG-11 code used per-channel scales for its two hidden fc layers; we follow
-  the paper and REFERENCE §5 (per-tensor on every linear layer).
+  ``Int8WeightPerTensorFloat`` with the bit width set per layer. A linear
+  layer built with ``per_channel=True`` takes the per-channel quantizer: the
+  authors' VGG-11 (``models_noisy/vgg_qat.py``) quantizes its two hidden fc
+  layers so, and the paper's tables were made with that code (docs/protocol.md §10).
 - activations: unsigned, per tensor, at the ReLU only (input, pooling and
   BatchNorm are not quantized).
 
@@ -88,23 +89,33 @@ class Layers:
     def __post_init__(self) -> None:
         check_quant_args(self.bits, self.scale)
 
-    def conv(self, cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Module:
-        """Conv2d with bias; per-output-channel weight scale when quantized."""
+    @property
+    def quantized(self) -> bool:
+        """Whether the layers are Brevitas QAT layers (``bits`` is set) rather than fp32."""
+        return self.bits is not None
+
+    def conv(self, cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True) -> nn.Module:
+        """Conv2d (bias by default); per-output-channel weight scale when quantized."""
         if self.bits is None:
-            return nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=True)
+            return nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=bias)
         return qnn.QuantConv2d(
-            cin, cout, kernel, stride=stride, padding=padding, bias=True,
+            cin, cout, kernel, stride=stride, padding=padding, bias=bias,
             weight_bit_width=self.bits, weight_quant=CommonIntWeightPerChannelQuant,
             return_quant_tensor=False,
         )
 
-    def linear(self, fin: int, fout: int, bias: bool = True) -> nn.Module:
-        """Linear layer; per-tensor weight scale when quantized."""
+    def linear(self, fin: int, fout: int, bias: bool = True, per_channel: bool = False) -> nn.Module:
+        """Linear layer; when quantized, a per-tensor weight scale, or one per output feature with ``per_channel``.
+
+        ``per_channel`` has no effect on an fp32 layer. The scale of a
+        per-channel layer has shape ``[fout, 1]``, of a per-tensor one ``[]``.
+        """
         if self.bits is None:
             return nn.Linear(fin, fout, bias=bias)
         return qnn.QuantLinear(
             fin, fout, bias=bias, weight_bit_width=self.bits,
-            weight_quant=CommonIntWeightPerTensorQuant, return_quant_tensor=False,
+            weight_quant=CommonIntWeightPerChannelQuant if per_channel else CommonIntWeightPerTensorQuant,
+            return_quant_tensor=False,
         )
 
     def relu(self) -> nn.Module:

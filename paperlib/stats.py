@@ -1,4 +1,4 @@
-"""Model statistics for Table II: parameters, multiply-accumulates, noisy layers (REFERENCE §4)."""
+"""Model statistics for Table II: parameters, multiply-accumulates, noisy layers (docs/protocol.md §4)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -11,18 +11,21 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
+from . import progress
+from .check_figures import fingerprint_line
 from .experiment import RunSpec
 from .models import ARCH_NAMES
 from .plotting import save_table, savefig
 from .profiles import Profile, load_profile
 from .provenance import git_revision
 from .sweep import dask_executor, run_sweep
+
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
     """The repository root above ``start`` (default: the working directory), found by its ``paperlib`` and
@@ -32,6 +35,18 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
         if (folder / "paperlib").is_dir() and (folder / "notebooks").is_dir():
             return folder
     return here
+
+
+def _failed_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows of runs that raised: an error, but not a diverged training (a result, ``docs/protocol.md`` §11)."""
+    if "error" not in df or "diverged" not in df:
+        return pd.Series(False, index=df.index)
+    return df["error"].notna() & ~df["diverged"].fillna(False).astype(bool)
+
+
+def failed_runs(df: pd.DataFrame) -> int:
+    """How many runs of the sweep table ``df`` raised (each has one row with its error; diverged runs do not count)."""
+    return int(_failed_mask(df).sum())
 
 
 @dataclass(frozen=True)
@@ -49,24 +64,45 @@ class Study:
     figures_dir: Path
     """where figures, captions and CSVs go"""
     executor: str
-    """``""``: runs in this process; ``"local"`` or ``"local:N"``: a Dask LocalCluster (N workers); else a Dask scheduler address"""
+    """``""``: runs in this process; ``"local"`` or ``"local:N"``: a Dask LocalCluster (N workers);
+    else a Dask scheduler address"""
+    allow_failures: bool = False
+    """False: a sweep with failed runs raises; True: it warns, leaves them out and the captions count them"""
 
     @classmethod
-    def from_parameters(cls, profile: str = "", device: str = "auto", data_root: str = "", results_dir: str = "",
-                        figures_dir: str = "", executor: str = "") -> "Study":
+    def from_parameters(
+        cls,
+        profile: str = "",
+        device: str = "auto",
+        data_root: str = "",
+        results_dir: str = "",
+        figures_dir: str = "",
+        executor: str = "",
+        allow_failures: bool = False,
+    ) -> Study:
         """Resolve a notebook's ``parameters`` cell; empty strings mean the defaults.
 
         Defaults: profile ``$PAPERLIB_PROFILE``, else ``quick``; data
         ``$PAPERLIB_DATA``, else ``<repo>/data``; results ``$PAPERLIB_RESULTS``,
         else ``<repo>/results``; figures ``$PAPERLIB_FIGURES``, else
-        ``<repo>/figures`` (``<repo>`` is found from the working directory).
+        ``<repo>/figures/<profile name>`` (one folder per profile, so a smoke run
+        never overwrites the quick figures; ``<repo>`` is found from the working directory).
+        ``allow_failures``: see :meth:`sweep`.
         """
         root = project_root()
         env = os.environ.get
-        return cls(profile=load_profile(profile or env("PAPERLIB_PROFILE") or "quick"), device=device,
-                   data_root=data_root or env("PAPERLIB_DATA") or str(root / "data"),
-                   results_dir=results_dir or env("PAPERLIB_RESULTS") or str(root / "results"),
-                   figures_dir=Path(figures_dir or env("PAPERLIB_FIGURES") or root / "figures"), executor=executor)
+        if not isinstance(allow_failures, bool):
+            raise ValueError(f"allow_failures must be True or False, got {allow_failures!r}")
+        resolved = load_profile(profile or env("PAPERLIB_PROFILE") or "quick")
+        return cls(
+            profile=resolved,
+            device=device,
+            data_root=data_root or env("PAPERLIB_DATA") or str(root / "data"),
+            results_dir=results_dir or env("PAPERLIB_RESULTS") or str(root / "results"),
+            figures_dir=Path(figures_dir or env("PAPERLIB_FIGURES") or root / "figures" / resolved.name),
+            executor=executor,
+            allow_failures=allow_failures,
+        )
 
     @contextlib.contextmanager
     def _executor(self) -> Iterator:
@@ -76,7 +112,9 @@ class Study:
         name, _, n = self.executor.partition(":")
         if name == "local":
             if n and not n.isdigit():
-                raise ValueError(f"executor {self.executor!r}: use 'local' or 'local:N' with N workers, or a Dask scheduler address")
+                raise ValueError(
+                    f"executor {self.executor!r}: use 'local' or 'local:N' with N workers, or a Dask scheduler address"
+                )
             ex = dask_executor(n_workers=int(n) if n else None)
         else:
             ex = dask_executor(self.executor)
@@ -86,35 +124,85 @@ class Study:
     def sweep(self, specs: list[RunSpec]) -> pd.DataFrame:
         """Run ``specs`` (the cache skips what is done; see :func:`paperlib.run_sweep`) and return the tidy table.
 
-        Runs that failed are reported in a warning and kept as rows with NaN
-        accuracy and their error; the notebook goes on with the others.
+        A run that raised (not one that diverged, see ``docs/protocol.md`` §11)
+        stops the notebook: this raises a ``RuntimeError`` naming how many runs
+        failed and the first error, before anything is plotted or saved. With
+        ``allow_failures=True`` it warns instead; the failed runs stay in the
+        table as rows with NaN accuracy and their error, and their number is in
+        ``df.attrs["failed_runs"]`` (see :func:`failed_runs`).
         """
+        quiet = bool(os.environ.get(progress.ENV))  # run by `make figures`: progress goes to its terminal instead
         with self._executor() as ex:
-            df = run_sweep(specs, ex, data_root=self.data_root, results_dir=self.results_dir, device=self.device)
-        failed = df.loc[df["error"].notna() & ~df["diverged"].astype(bool), "error"].unique()
-        if len(failed):
-            warnings.warn(f"{len(failed)} run(s) failed and are left out; first error: {failed[0]}", stacklevel=2)
+            df = run_sweep(
+                specs,
+                ex,
+                data_root=self.data_root,
+                results_dir=self.results_dir,
+                device=self.device,
+                progress=not quiet,
+            )
+        n = failed_runs(df)
+        df.attrs["failed_runs"] = n
+        if n:
+            first = str(df.loc[_failed_mask(df), "error"].iloc[0]).strip().splitlines()[0]
+            what = f"{n} of {len(specs)} run(s) failed; first error: {first}"
+            if not self.allow_failures:
+                raise RuntimeError(
+                    f"{what}. Fix the cause and rerun (finished runs are cached), or set the notebook "
+                    "parameter allow_failures = True (papermill -p allow_failures True) "
+                    "to go on without them."
+                )
+            warnings.warn(f"{what}; they are left out (allow_failures = True)", stacklevel=2)
         return df
 
     def caption(self, df: pd.DataFrame) -> str:
-        """One line of provenance for results ``df``: profile, per-arch training budget, seeds, data set, bits, revision."""
+        """One line of provenance for results ``df``: profile, per-arch training budget, seeds, data set, bits, and the
+        git revision(s) and code hash(es) that made these results (``revision``/``code`` columns of
+        :func:`paperlib.run_sweep`), not the checkout's; e.g. ``paperlib rev a1b2c3d, code 1234abcd``."""
         parts = [f"profile {self.profile.name}"]
         for arch, g in df.groupby("arch", sort=False):
-            subsets = "/".join(f"{int(v):,}" if pd.notna(v) else "all" for v in (g.train_subset.iloc[0], g.test_subset.iloc[0]))
+            subsets = "/".join(
+                f"{int(v):,}" if pd.notna(v) else "all" for v in (g.train_subset.iloc[0], g.test_subset.iloc[0])
+            )
             draws = int(g["repeat"].max()) + 1 if g["repeat"].max() >= 0 else 0
             epochs = "/".join(str(e) for e in sorted(g.epochs.unique()))
-            parts.append(f"{ARCH_NAMES.get(arch, arch)}: {epochs} epoch(s), {subsets} train/test images, "
-                         f"{g.seed.nunique()} seed(s), {draws} noise draw(s)/sigma")
+            parts.append(
+                f"{ARCH_NAMES.get(arch, arch)}: {epochs} epoch(s), {subsets} train/test images, "
+                f"{g.seed.nunique()} seed(s), {draws} noise draw(s)/sigma"
+            )
         bits = sorted(int(b) for b in df.bits.dropna().unique())
         parts.append("fp32" + "".join(f", {b}-bit" for b in bits))
         parts.append(", ".join(str(d) for d in df.dataset.dropna().unique()) or "no data")
-        parts.append(f"paperlib rev {git_revision()}")
+        if failed_runs(df):  # only with allow_failures=True (see sweep)
+            parts.append(f"{failed_runs(df)} run(s) failed and are left out")
+        if not {"revision", "code"} <= set(df.columns):
+            parts.append(f"paperlib rev {git_revision()} (this checkout: the table names no revision of its results)")
+            return " · ".join(parts)
+        made = df[["revision", "code"]].dropna(how="all").fillna("unknown").drop_duplicates()
+        if made.empty:
+            parts.append("paperlib rev none (no results)")
+        elif len(made) == 1:
+            parts.append(f"paperlib rev {made.revision.iloc[0]}, code {made.code.iloc[0]}")
+        else:  # in order of appearance
+            parts.append("paperlib revs " + ", ".join(f"{r} (code {c})" for r, c in made.itertuples(index=False)))
         return " · ".join(parts)
 
+    def fingerprint_line(self, results: pd.DataFrame) -> str:
+        """The ``# fingerprint:`` line of a figure made from ``results`` (see :mod:`paperlib.check_figures`)."""
+        codes = [str(c) for c in results["code"].dropna().unique()] if "code" in results else []
+        return fingerprint_line(codes)
+
     def save_table(self, table: pd.DataFrame, name: str, results: pd.DataFrame) -> Path:
-        """Write ``figures/<name>.csv`` with the provenance caption of ``results`` as its first (comment) line."""
-        return save_table(table, self.figures_dir / f"{name}.csv", self.caption(results))
+        """Write ``figures/<name>.csv`` with the provenance caption of ``results`` as its first (comment) line
+        and the fingerprint of the code that made its numbers as its second."""
+        return save_table(
+            table, self.figures_dir / f"{name}.csv", self.caption(results), (self.fingerprint_line(results),)
+        )
 
     def save(self, fig, name: str, table: pd.DataFrame, results: pd.DataFrame | None = None) -> list[Path]:
-        """Write ``figures/<name>.png``, ``.pdf`` and ``.csv`` (``table``) with the caption of ``results`` (default: ``table``)."""
-        return savefig(fig, name, self.caption(table if results is None else results), table, self.figures_dir)
+        """Write ``figures/<name>.png``, ``.pdf`` and ``.csv`` (``table``) with the caption of ``results``
+        (default: ``table``) and the fingerprint line; prints the caption (the executed notebook records it)."""
+        results = table if results is None else results
+        caption = self.caption(results)
+        print(f"{name}: {caption}")
+        return savefig(fig, name, caption, table, self.figures_dir, (self.fingerprint_line(results),))

@@ -9,17 +9,20 @@ from __future__ import annotations
 import concurrent.futures as cf
 import math
 import os
+import time
 import traceback
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .experiment import RunSpec, run
+from . import progress as _progress
+from .experiment import RunSpec, check_writable, results_root, reuse_stale_default, run
+from .threads import cpu_count, dask_task_threads
 
-
-#: The curve columns of a run without a noise curve (diverged or failed).
+#: The curve columns of a run without a noise curve (failed).
 _NO_CURVE = {"sigma": math.nan, "repeat": -1, "accuracy": math.nan}
 
 
@@ -29,8 +32,10 @@ def _spec_fields(spec: RunSpec) -> dict[str, Any]:
 
 
 def _rows(result) -> list[dict[str, Any]]:
+    """One row per curve point; ``revision`` and ``code`` name the checkout and code fingerprint that trained it."""
     common = {**_spec_fields(result.spec), "key": result.key, "clean_accuracy": result.accuracy,
-              "diverged": result.diverged, "error": result.error, "trained": result.trained}
+              "diverged": result.diverged, "error": result.error, "trained": result.trained,
+              "revision": result.revision, "code": result.code}
     if result.noise_curve.empty:
         return [{**common, **_NO_CURVE}]
     return [{**common, "sigma": s, "repeat": int(r), "accuracy": a}
@@ -39,7 +44,7 @@ def _rows(result) -> list[dict[str, Any]]:
 
 def _error_rows(spec: RunSpec, error: str) -> list[dict[str, Any]]:
     return [{**_spec_fields(spec), "key": None, "clean_accuracy": math.nan, "diverged": False, "error": error,
-             "trained": False, **_NO_CURVE}]
+             "trained": False, "revision": None, "code": None, **_NO_CURVE}]
 
 
 def _worker_device(device: str) -> str:
@@ -55,10 +60,60 @@ def _worker_device(device: str) -> str:
     return f"cuda:{sum(map(ord, name)) % torch.cuda.device_count()}"
 
 
-def run_rows(spec: RunSpec, data_root: str | None, results_dir: str | None, device: str) -> list[dict[str, Any]]:
-    """Run one spec and return its rows; an exception becomes an error row (for executors)."""
+def _describe(spec: RunSpec) -> str:
+    """``lenet5 8-bit s=1 seed 0`` (with the training sigma when noisy): a run, for progress lines."""
+    what = (
+        "fp32"
+        if spec.bits is None
+        else f"{spec.bits}-bit " + ("dynamic" if spec.scale is None else f"s={spec.scale:g}")
+    )
+    noisy = f" trained at sigma {spec.sigma_train:.3g}" if spec.sigma_train > 0 else ""
+    return f"{spec.arch} {what}{noisy} seed {spec.seed}"
+
+
+class _Pace:
+    """Progress lines of a sweep (:mod:`paperlib.progress`): runs from the cache, runs trained, time left."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count, self.trained, self.cached, self.failed = total, 0, 0, 0, 0
+        self.t0 = time.perf_counter()
+        _progress.report(f"sweep of {total} run(s)")
+
+    def done(self, spec: RunSpec, rows: list[dict[str, Any]]) -> None:
+        self.count += 1
+        first = rows[0]
+        if first.get("key") is None:
+            self.failed += 1
+            how = "FAILED: " + str(first.get("error", "")).strip().splitlines()[0][:120]
+        elif first.get("trained"):
+            self.trained += 1
+            how = "trained" + (" (diverged)" if first.get("diverged") else "")
+        else:
+            self.cached += 1
+            how = "from the cache"
+        left = self.total - self.count
+        eta = ""
+        if left and self.trained:
+            eta = f"; at most {_progress.duration((time.perf_counter() - self.t0) / self.trained * left)} left"
+        _progress.report(
+            f"run {self.count}/{self.total} {_describe(spec)}: {how} "
+            f"({self.trained} trained, {self.cached} cached, {self.failed} failed, {left} to go{eta})"
+        )
+
+
+def run_rows(
+    spec: RunSpec, data_root: str | None, results_dir: str | None, device: str, *, reuse_stale: bool | None = None
+) -> list[dict[str, Any]]:
+    """Run one spec and return its rows; an exception becomes an error row (for executors).
+
+    In a Dask worker the run gets one CPU thread (:func:`paperlib.threads.dask_task_threads`): a worker runs
+    ``threads_per_worker`` runs at once, so more threads per run would oversubscribe its cores.
+    """
     try:
-        return _rows(run(spec, data_root, results_dir, _worker_device(device), progress=False))
+        with dask_task_threads():
+            return _rows(
+                run(spec, data_root, results_dir, _worker_device(device), progress=False, reuse_stale=reuse_stale)
+            )
     except Exception as exc:  # recorded, the sweep goes on
         return _error_rows(spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
 
@@ -72,6 +127,7 @@ def run_sweep(
     device: str = "auto",
     retries: int = 1,
     progress: bool = True,
+    reuse_stale: bool | None = None,
 ) -> pd.DataFrame:
     """Run every spec (cached ones cost nothing) and return one tidy table.
 
@@ -82,12 +138,15 @@ def run_sweep(
         data_root, results_dir, device: as for :func:`paperlib.run`.
         retries: resubmissions of a run whose worker died.
         progress: a progress bar over runs.
+        reuse_stale: as for :func:`paperlib.run` (None: ``$PAPERLIB_REUSE_STALE`` of this process).
 
     Returns:
         One row per spec x sigma x repeat, with every spec field (but the
         grid), ``key``, ``sigma``, ``repeat``, ``accuracy``, ``clean_accuracy``,
-        ``diverged``, ``error`` and ``trained``; a failed or diverged spec has
-        one row with NaN accuracy and its error.
+        ``diverged``, ``error``, ``trained``, ``revision`` and ``code`` (the
+        git revision and code hash that trained the network); a diverged spec
+        has its NaN-logit score at every point (docs/protocol.md §11), a failed
+        one a single row with NaN accuracy and its error.
     """
     specs = list(specs)
     for s in specs:
@@ -95,14 +154,18 @@ def run_sweep(
             raise TypeError(f"run_sweep takes RunSpec objects, got {type(s).__name__}")
     root = None if data_root is None else str(data_root)
     out = None if results_dir is None else str(results_dir)
+    check_writable(results_root(out))  # one clear error before any run, not one per run
+    stale = {"reuse_stale": reuse_stale_default(reuse_stale)}  # resolved here: workers may not share the environment
     rows: dict[int, list[dict]] = {}
+    pace = _Pace(len(specs))
     with tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress) as bar:
         if executor is None:
             for i, spec in enumerate(specs):
-                rows[i] = run_rows(spec, root, out, device)
+                rows[i] = run_rows(spec, root, out, device, **stale)
+                pace.done(spec, rows[i])
                 bar.update()
         else:
-            pending = {executor.submit(run_rows, s, root, out, device): (i, 0) for i, s in enumerate(specs)}
+            pending = {executor.submit(run_rows, s, root, out, device, **stale): (i, 0) for i, s in enumerate(specs)}
             while pending:
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
@@ -111,9 +174,12 @@ def run_sweep(
                         rows[i] = fut.result()
                     except Exception as exc:  # the worker died or the executor broke
                         if attempt < retries:
-                            pending[executor.submit(run_rows, specs[i], root, out, device)] = (i, attempt + 1)
+                            pending[executor.submit(run_rows, specs[i], root, out, device, **stale)] = (i, attempt + 1)
                             continue
-                        rows[i] = _error_rows(specs[i], f"worker failed {attempt + 1} time(s): {type(exc).__name__}: {exc}")
+                        rows[i] = _error_rows(
+                            specs[i], f"worker failed {attempt + 1} time(s): {type(exc).__name__}: {exc}"
+                        )
+                    pace.done(specs[i], rows[i])
                     bar.update()
     return pd.DataFrame([r for i in range(len(specs)) for r in rows[i]])
 
@@ -148,10 +214,14 @@ def dask_executor(
         address: scheduler address of an existing cluster (e.g. one started by
             dask-jobqueue's ``SLURMCluster``; ``cluster.scheduler_address``).
             Empty or ``None``: start a ``LocalCluster`` on this machine.
-        n_workers: local worker processes; default: one per CPU core, or
-            ``workers_per_gpu`` per GPU where there are GPUs.
-        threads_per_worker: threads per local worker (torch threads follow
-            Dask's default of one per worker).
+        n_workers: local worker processes; default: ``workers_per_gpu`` per
+            GPU where there are GPUs, else one per ``threads_per_worker`` CPU
+            cores this process may use (:func:`paperlib.threads.cpu_count`),
+            so that workers x threads never exceeds the cores.
+        threads_per_worker: runs one local worker runs at once, each on one
+            CPU thread (:func:`run_rows` sees to that in any Dask worker). The
+            numerics of every run use :data:`paperlib.threads.NUMERIC_THREADS`
+            threads wherever it runs, so the numbers equal an in-process sweep's.
         workers_per_gpu: several small runs can share one GPU.
         retries: Dask-level retries of a task whose worker died.
 
@@ -159,10 +229,14 @@ def dask_executor(
     """
     from distributed import Client, LocalCluster
 
+    if isinstance(threads_per_worker, bool) or not (isinstance(threads_per_worker, int) and threads_per_worker >= 1):
+        raise ValueError(f"threads_per_worker must be a whole number >= 1, got {threads_per_worker!r}")
     if address:
         return DaskExecutor(Client(address), None, retries)
     if n_workers is None:
         gpus = torch.cuda.device_count()
-        n_workers = gpus * workers_per_gpu if gpus else (os.cpu_count() or 1)
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None)
+        n_workers = gpus * workers_per_gpu if gpus else max(1, cpu_count() // threads_per_worker)
+    cluster = LocalCluster(
+        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
+    )
     return DaskExecutor(Client(cluster), cluster, retries)

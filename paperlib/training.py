@@ -1,26 +1,32 @@
-"""Training: Adam with cosine decay, batch 128, optional noisy training (REFERENCE §6, §9).
+"""Training: Adam with cosine decay, batch 128, optional noisy training (docs/protocol.md §6, §9).
 
 Data stay on the training device; each step draws a random batch index set,
 augments it there (:func:`paperlib.data.augment`) and runs one Adam step. One
 ``torch.Generator`` on the device, seeded from ``TrainConfig.seed``, drives
 the data order, the augmentation, the training sigma draws and the training
-noise, so the same seed gives the same numbers on the CPU.
+noise, so the same seed gives the same numbers on the CPU. Dropout (VGG-11)
+draws from torch's global RNG instead; :func:`train` gives it a stream of its
+own, seeded from the same seed, and restores the caller's afterwards.
+Checkpoints hold both streams, so a resumed run continues them where they stopped.
 
 Noisy training injects noise of kind ``TrainConfig.noise_kind`` (any kind of
 :func:`paperlib.set_noise`, weight noise included). Its sigma is, per
 ``TrainConfig.sigma_sampling``:
 
 - ``"fixed"``: ``sigma_e``, the (ramped) ``sigma_train`` of epoch ``e`` (the paper);
-- ``"sample"``: variance-aware noisy training (arXiv 2503.16183, REFERENCE §9):
+- ``"sample"``: variance-aware noisy training (arXiv 2503.16183, docs/protocol.md §9):
   a random sigma per training image, ``sigma_i = alpha * sigma_e + theta * |z_i|``,
   ``z_i ~ N(0, 1)`` drawn afresh in every step; mean ``alpha * sigma_e + theta * sqrt(2/pi)``;
 - ``"epoch"``: the same formula with one ``z`` per epoch, used by the whole epoch.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,10 +39,12 @@ from .atomic import write_atomic
 from .data import CIFAR10Data, augment
 from .device import resolve_device, tf32
 from .evaluate import accuracy
+from .fastquant import fast_qat
 from .noise import NOISE_KINDS, check_sigma, set_noise
 from .quant import load_stats_collection_state, stats_collection_state
+from .threads import numeric_threads
 
-#: Learning rates of the paper and the authors' configs (REFERENCE §6).
+#: Learning rates of the paper and the authors' configs (docs/protocol.md §6).
 _LR = {"lenet5": 1e-3, "resnet18": 1e-2}
 
 
@@ -76,7 +84,7 @@ class TrainConfig:
     sigma_theta: float = 0.0
     """variance-aware training: scale of the random part theta * |z| of each drawn sigma (absolute sigma units)"""
     sigma_sampling: str = "fixed"
-    """training sigma: "fixed" (sigma_train), "sample" (one random sigma per image per step) or "epoch" (one per epoch)"""
+    """training sigma: "fixed" (sigma_train), "sample" (a random sigma per image per step) or "epoch" (one per epoch)"""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
@@ -91,23 +99,46 @@ class TrainConfig:
         if self.noise_kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise_kind {self.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
         if self.sigma_sampling not in SIGMA_SAMPLINGS:
-            raise ValueError(f"unknown sigma_sampling {self.sigma_sampling!r}; choose one of {', '.join(SIGMA_SAMPLINGS)}")
+            raise ValueError(
+                f"unknown sigma_sampling {self.sigma_sampling!r}; choose one of {', '.join(SIGMA_SAMPLINGS)}"
+            )
         for name in ("sigma_alpha", "sigma_theta"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value >= 0)
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.sigma_sampling == "fixed" and (self.sigma_alpha != 1.0 or self.sigma_theta != 0.0):
-            raise ValueError("sigma_alpha and sigma_theta only apply to a random training sigma; "
-                             "set sigma_sampling to 'sample' or 'epoch', or leave them at 1.0 and 0.0")
+            raise ValueError(
+                "sigma_alpha and sigma_theta only apply to a random training sigma; "
+                "set sigma_sampling to 'sample' or 'epoch', or leave them at 1.0 and 0.0"
+            )
         if self.sigma_sampling == "sample" and self.noise_kind == "weight":
-            raise ValueError("sigma_sampling='sample' draws one sigma per image, but weight noise takes one sigma "
-                             "per forward pass; use sigma_sampling='epoch' or another noise_kind")
+            raise ValueError(
+                "sigma_sampling='sample' draws one sigma per image, but weight noise takes one sigma "
+                "per forward pass; use sigma_sampling='epoch' or another noise_kind"
+            )
 
     def sigma_at(self, epoch: int) -> float:
-        """Training sigma in ``epoch`` (0-based): ``sigma_train * min(1, epoch / sigma_ramp_epochs)``."""
-        if self.sigma_ramp_epochs == 0:
+        """Training sigma in ``epoch`` (0-based): the authors' "incremental" schedule (docs/protocol.md §6, §10).
+
+        ``numpy.linspace(0, sigma_train, R)[epoch]`` for ``epoch < R``, ``sigma_train``
+        after, with ``R = sigma_ramp_epochs`` (authors' VGG-11: ``R = 100``, so
+        ``sigma_train`` is reached in epoch 99, the 100th). ``R = 1`` trains epoch 0
+        without noise; ``R = 0`` is no ramp. Equal to numpy bit for bit.
+        """
+        if isinstance(epoch, bool) or not hasattr(epoch, "__index__") or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0 (0-based), got {epoch!r}")
+        ramp = self.sigma_ramp_epochs
+        if epoch >= ramp:
             return self.sigma_train
-        return self.sigma_train * min(1.0, epoch / self.sigma_ramp_epochs)
+        if ramp == 1:
+            return 0.0  # numpy.linspace(0, s, 1) == [0.0]
+        if epoch == ramp - 1:
+            return self.sigma_train  # numpy sets the endpoint exactly
+        return epoch * (self.sigma_train / (ramp - 1))  # numpy: arange(num) * (delta / div) + start
 
     def draw_sigma(self, epoch: int, n: int, generator: torch.Generator) -> torch.Tensor:
         """Random training sigmas ``alpha * sigma_at(epoch) + theta * |z|``, shape ``[n]`` (arXiv 2503.16183).
@@ -130,7 +161,57 @@ class TrainConfig:
 #: Allowed values of ``TrainConfig.sigma_sampling``.
 SIGMA_SAMPLINGS: tuple[str, ...] = ("fixed", "sample", "epoch")
 #: TrainConfig fields added after the first release, with their defaults (left out of checkpoints when default).
-_NEW_DEFAULTS: dict[str, object] = {"noise_kind": "additive", "sigma_alpha": 1.0, "sigma_theta": 0.0, "sigma_sampling": "fixed"}
+_NEW_DEFAULTS: dict[str, object] = {
+    "noise_kind": "additive",
+    "sigma_alpha": 1.0,
+    "sigma_theta": 0.0,
+    "sigma_sampling": "fixed",
+}
+
+
+@contextlib.contextmanager
+def _own_global_rng(seed: int, dev: torch.device, state: dict | None) -> Iterator[None]:
+    """Run the block on its own stream of torch's global RNG, seeded from ``seed``; the caller's stream is restored.
+
+    Dropout (VGG-11's classifier) draws from the global RNG, not from the run's
+    generator; without this its masks depended on whatever the process had
+    drawn before. ``state``: a checkpoint's :func:`_global_rng`, to resume that stream.
+    """
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        own = int(hashlib.sha256(f"paperlib global rng|{seed}".encode()).hexdigest()[:15], 16)
+        torch.default_generator.manual_seed(own)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(own)
+        if state is not None:
+            _set_global_rng(state, dev)
+        yield
+
+
+def _global_rng(dev: torch.device) -> dict:
+    """torch's global RNG states (CPU, and ``dev`` when CUDA): dropout draws from them, not from the run's generator."""
+    out = {"cpu": torch.get_rng_state()}
+    if dev.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(dev)
+    return out
+
+
+def _set_global_rng(state: dict, dev: torch.device) -> None:
+    """Restore what :func:`_global_rng` saved, so a resumed run draws the dropout masks of an uninterrupted one."""
+    torch.set_rng_state(state["cpu"].cpu())
+    if dev.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), dev)
+
+
+def remove_checkpoint(path: str | os.PathLike) -> None:
+    """Delete a checkpoint (or a file written beside it) and the temporary files of a killed write (``.<name>.*.tmp``).
+
+    A process still writing the same checkpoint loses only its temporary file;
+    :func:`paperlib.atomic.write_atomic` then writes it again.
+    """
+    path = Path(path)
+    for leftover in [path, *path.parent.glob(f".{path.name}.*.tmp")]:
+        leftover.unlink(missing_ok=True)
 
 
 @dataclass
@@ -184,23 +265,31 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     gen = torch.Generator(dev).manual_seed(config.seed)
-    result, start = TrainResult(), 0
+    result, start, global_rng = TrainResult(), 0, None
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         if state["config"] != config.state():
-            raise ValueError(f"checkpoint {ckpt} was written for another config ({state['config']}); delete it or pass another path")
+            raise ValueError(
+                f"checkpoint {ckpt} was written for another config ({state['config']}); delete it or pass another path"
+            )
         model.load_state_dict(state["model"])
         load_stats_collection_state(model, state["quant_stats"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"].cpu() if dev.type == "cpu" else state["generator"])
+        gen.set_state(state["generator"].cpu())  # set_state takes a CPU byte tensor, also for a CUDA generator
+        global_rng = state.get("torch_rng")  # older checkpoints lack it
         result.history, start = state["history"], state["epoch"]
     n = len(data.y_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     t0, train_time, images = time.perf_counter(), 0.0, 0
-    with tf32(config.allow_tf32), tqdm(total=config.epochs, initial=start, desc="train", unit="epoch",
-                                       disable=not progress, leave=False) as bar:
+    with (
+        numeric_threads(),
+        tf32(config.allow_tf32),
+        _own_global_rng(config.seed, dev, global_rng),
+        fast_qat(model),
+        tqdm(total=config.epochs, initial=start, desc="train", unit="epoch", disable=not progress, leave=False) as bar,
+    ):
         for epoch in range(start, config.epochs):
             sigma = config.sigma_at(epoch)
             model.train()
@@ -209,13 +298,13 @@ def train(
                 sigma_epoch = float(config.draw_sigma(epoch, 1, gen)[0])
             set_noise(model, sigma_epoch if sampling == "epoch" else sigma, kind=config.noise_kind, generator=gen)
             sigma_sum = torch.zeros((), device=dev, dtype=torch.float64)  # "sample": sums over the epoch's images
-            sigma_sq = torch.zeros((), device=dev, dtype=torch.float64)   # of the drawn sigma and of its square
+            sigma_sq = torch.zeros((), device=dev, dtype=torch.float64)  # of the drawn sigma and of its square
             t_ep = time.perf_counter()
             order = torch.randperm(n, generator=gen, device=dev)
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.long)
             for step in range(steps_per_epoch):
-                idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                idx = order[step * config.batch_size : (step + 1) * config.batch_size]
                 xb, yb = data.x_train[idx], data.y_train[idx]
                 if config.augment:
                     xb = augment(xb, gen)
@@ -236,13 +325,21 @@ def train(
             images += n
             if not math.isfinite(mean_loss):
                 result.diverged = True
-                result.error = f"loss became {mean_loss} in epoch {epoch} (sigma_train={sigma:g}, lr={sched.get_last_lr()[0]:.3g})"
+                result.error = (
+                    f"loss became {mean_loss} in epoch {epoch} (sigma_train={sigma:g}, lr={sched.get_last_lr()[0]:.3g})"
+                )
                 break
             lr = sched.get_last_lr()[0]
             sched.step()
             test_acc = accuracy(model, data.x_test, data.y_test, 0.0)
-            entry = {"epoch": epoch + 1, "sigma_train": sigma, "lr": lr, "loss": mean_loss,
-                     "train_acc": float(correct) / n, "test_acc": test_acc}
+            entry = {
+                "epoch": epoch + 1,
+                "sigma_train": sigma,
+                "lr": lr,
+                "loss": mean_loss,
+                "train_acc": float(correct) / n,
+                "test_acc": test_acc,
+            }
             if sampling == "epoch":
                 entry.update(sigma_mean=sigma_epoch, sigma_std=0.0)
             elif sampling == "sample":
@@ -252,10 +349,18 @@ def train(
             bar.update()
             bar.set_postfix(loss=f"{mean_loss:.3f}", test_acc=f"{test_acc:.3f}")
             if ckpt is not None:
-                state = {"config": config.state(), "epoch": epoch + 1, "model": model.state_dict(),
-                         "quant_stats": stats_collection_state(model), "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": result.history}
-                write_atomic(ckpt, lambda f: torch.save(state, f))
+                state = {
+                    "config": config.state(),
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "quant_stats": stats_collection_state(model),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "history": result.history,
+                    "torch_rng": _global_rng(dev),
+                }
+                write_atomic(ckpt, lambda f, state=state: torch.save(state, f))
     set_noise(model, 0.0)
     model.eval()
     if result.history:

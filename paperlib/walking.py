@@ -1,4 +1,4 @@
-"""Walking noise: the layer-wise sensitivity profile (Borras et al., arXiv 2212.10430; REFERENCE §2, §9).
+"""Walking noise: the layer-wise sensitivity profile (Borras et al., arXiv 2212.10430; docs/protocol.md §2, §9).
 
 Noise of level ``sigma`` at **one** noise site at a time, all others silent
 (``set_noise(..., layer=k)``), swept over a sigma grid; the midpoint noise
@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .evaluate import DEFAULT_SIGMAS, evaluate_pairs, summarize_sweep
-from .midpoint import fit_midpoint
-from .noise import NoiseKind, WEIGHT_LAYER_TYPES, check_kind, noise_sites
+from .midpoint import fit_midpoint_calibrated
+from .noise import WEIGHT_LAYER_TYPES, NoiseKind, check_kind, noise_sites
 
 #: Columns of :func:`layer_sensitivity` / :func:`fit_layer_curves`.
 SENSITIVITY_COLUMNS: tuple[str, ...] = ("index", "name", "follows", "sigma_mid", "sigma_mid_err", "rel_err",
@@ -130,15 +130,25 @@ def layer_curves(
         raise ValueError(f"the model has no noise sites for kind={kind!r}; "
                          "build it with paperlib.build_model or instrument it with paperlib.instrument.add_noise")
     parts = []
-    for site in tqdm(sites.itertuples(index=False), total=len(sites), desc="walking noise", disable=not progress, leave=False):
-        curve = evaluate_pairs(model, x, y, pairs, layer=site.index, kind=kind, seed=_site_seed(seed, site.index),
-                               max_batch=max_batch, progress=False)
+    bar = tqdm(sites.itertuples(index=False), total=len(sites), desc="walking noise", disable=not progress, leave=False)
+    for site in bar:
+        curve = evaluate_pairs(
+            model,
+            x,
+            y,
+            pairs,
+            layer=site.index,
+            kind=kind,
+            seed=_site_seed(seed, site.index),
+            max_batch=max_batch,
+            progress=False,
+        )
         parts.append(curve.assign(index=site.index, name=site.name, follows=site.follows))
     return pd.concat(parts, ignore_index=True)[[*_SITE_COLUMNS, "sigma", "repeat", "accuracy"]]
 
 
 def fit_layer_curves(curves: pd.DataFrame, a_min: float = 0.1) -> pd.DataFrame:
-    """One midpoint fit (:func:`paperlib.fit_midpoint`) per site of a :func:`layer_curves` table.
+    """One midpoint fit per site of a :func:`layer_curves` table (:func:`paperlib.midpoint.fit_midpoint_calibrated`).
 
     Args:
         curves: the output of :func:`layer_curves`.
@@ -147,7 +157,8 @@ def fit_layer_curves(curves: pd.DataFrame, a_min: float = 0.1) -> pd.DataFrame:
     Returns:
         One row per site, in forward order, with :data:`SENSITIVITY_COLUMNS`:
         ``sigma_mid`` (absolute sigma; NaN when the fit fails), its standard
-        error ``sigma_mid_err`` and relative error ``rel_err``, ``fit_ok`` and
+        error ``sigma_mid_err`` (from the fit residuals: this network's noise
+        draws, docs/protocol.md §11) and relative error ``rel_err``, ``fit_ok`` and
         ``reason`` (why the fit failed, else empty), ``peak_accuracy`` (the
         largest mean accuracy over the grid, a fraction).
     """
@@ -157,10 +168,20 @@ def fit_layer_curves(curves: pd.DataFrame, a_min: float = 0.1) -> pd.DataFrame:
     rows = []
     for (index, name, follows), curve in curves.groupby(_SITE_COLUMNS, sort=False):
         summary = summarize_sweep(curve)
-        fit = fit_midpoint(summary.sigma, summary.acc_mean, summary.acc_std, a_min=a_min)
-        rows.append({"index": index, "name": name, "follows": follows, "sigma_mid": fit.sigma_mid,
-                     "sigma_mid_err": fit.sigma_mid_err, "rel_err": fit.rel_err, "fit_ok": fit.ok,
-                     "reason": fit.reason, "peak_accuracy": float(summary.acc_mean.max())})
+        fit = fit_midpoint_calibrated(summary.sigma, summary.acc_mean, a_min=a_min)  # one network: docs/protocol.md §11
+        rows.append(
+            {
+                "index": index,
+                "name": name,
+                "follows": follows,
+                "sigma_mid": fit.sigma_mid,
+                "sigma_mid_err": fit.sigma_mid_err,
+                "rel_err": fit.rel_err,
+                "fit_ok": fit.ok,
+                "reason": fit.reason,
+                "peak_accuracy": float(summary.acc_mean.max()),
+            }
+        )
     return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS)).sort_values("index").reset_index(drop=True)
 
 
@@ -191,4 +212,3 @@ def layer_sensitivity(
     """
     curves = layer_curves(model, x, y, sigmas, repeats, kind=kind, seed=seed, max_batch=max_batch, progress=progress)
     return fit_layer_curves(curves, a_min=a_min)
-

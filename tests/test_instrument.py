@@ -1,4 +1,4 @@
-"""add_noise: the paper's noise placement on any nn.Module (REFERENCE §2)."""
+"""add_noise: the paper's noise placement on any nn.Module (docs/protocol.md §2)."""
 import copy
 
 import numpy as np
@@ -85,9 +85,12 @@ def test_noise_sweep_and_midpoint_on_an_instrumented_model():
 def test_brevitas_layers_get_noise_but_not_their_insides():
     import brevitas.nn as qnn
 
-    model = nn.Sequential(qnn.QuantConv2d(3, 4, 3, weight_bit_width=8, return_quant_tensor=False),
-                          qnn.QuantReLU(bit_width=8, return_quant_tensor=False), nn.Flatten(),
-                          qnn.QuantLinear(4 * 30 * 30, 10, bias=True, weight_bit_width=8, return_quant_tensor=False)).eval()
+    model = nn.Sequential(
+        qnn.QuantConv2d(3, 4, 3, weight_bit_width=8, return_quant_tensor=False),
+        qnn.QuantReLU(bit_width=8, return_quant_tensor=False),
+        nn.Flatten(),
+        qnn.QuantLinear(4 * 30 * 30, 10, bias=True, weight_bit_width=8, return_quant_tensor=False),
+    ).eval()
     add_noise(model)
     assert list(noise_site_table(model).follows) == ["input", "conv", "relu", "linear"]
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -95,11 +98,17 @@ def test_brevitas_layers_get_noise_but_not_their_insides():
 
 @pytest.mark.parametrize(
     "make,err,match",
-    [(lambda: add_noise(build_model("lenet5")), ValueError, "the model already has 12 GaussianNoise modules"),
-     (lambda: add_noise(add_noise(_small())), ValueError, "the model already has 5 GaussianNoise modules"),
-     (lambda: add_noise(nn.Sequential(nn.Flatten(), nn.Dropout())), ValueError, "has no Conv, Linear, ReLU or pooling"),
-     (lambda: add_noise(nn.Linear(3, 4)), ValueError, "not a single Linear"),
-     (lambda: add_noise("resnet"), TypeError, "add_noise needs a torch.nn.Module, got str")],
+    [
+        (lambda: add_noise(build_model("lenet5")), ValueError, "the model already has 12 GaussianNoise modules"),
+        (lambda: add_noise(add_noise(_small())), ValueError, "the model already has 5 GaussianNoise modules"),
+        (
+            lambda: add_noise(nn.Sequential(nn.Flatten(), nn.Dropout())),
+            ValueError,
+            "has no Conv, Linear, ReLU or pooling",
+        ),
+        (lambda: add_noise(nn.Linear(3, 4)), ValueError, "not a single Linear"),
+        (lambda: add_noise("resnet"), TypeError, "add_noise needs a torch.nn.Module, got str"),
+    ],
 )
 def test_add_noise_refuses_bad_models(make, err, match):
     with pytest.raises(err, match=match):

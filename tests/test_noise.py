@@ -161,7 +161,7 @@ def test_noise_refuses_a_brevitas_quant_tensor():
 
 
 def test_combined_noise_statistics():
-    """combined: x * N(1, sigma^2) + N(0, sigma^2), two independent draws (REFERENCE §2)."""
+    """combined: x * N(1, sigma^2) + N(0, sigma^2), two independent draws (docs/protocol.md §2)."""
     m = GaussianNoise()
     m.sigma, m.kind = 0.5, "combined"
     y = m(torch.full((400_000,), 2.0))
@@ -192,7 +192,8 @@ def test_unknown_kinds_give_clear_errors(lenet):
     with pytest.raises(ValueError, match="unknown noise kind 'uniform' for a noise module; choose one of additive"):
         m(torch.zeros(3))
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
-    with pytest.raises(ValueError, match="unknown noise kind 'weights'; choose one of additive, multiplicative, combined, weight"):
+    match = "unknown noise kind 'weights'; choose one of additive, multiplicative, combined, weight"
+    with pytest.raises(ValueError, match=match):
         noise_sweep(lenet, x, y, [0.1], 1, kind="weights", progress=False)
     with pytest.raises(ValueError, match="unknown noise_kind 'gauss'"):
         TrainConfig(noise_kind="gauss")

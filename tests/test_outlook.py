@@ -5,11 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-
-from paperlib import load_profile
-from paperlib import outlook
-from paperlib import reproduce as rp
 from test_reproduce import sweep_rows
+
+from paperlib import load_profile, outlook
+from paperlib import reproduce as rp
 
 
 def test_grids():
@@ -67,10 +66,20 @@ def test_method_fits_find_each_curves_midpoint():
 
 
 def test_extremes_rank_modules_and_count_unfallen_ones_least_sensitive():
-    walking = pd.DataFrame({"arch": "lenet5", "model": "fp32", "index": range(6), "name": list("abcdef"),
-                            "follows": "conv", "sigma_mid": [0.5, 0.1, np.nan, 2.0, 0.3, 1.0], "sigma_mid_err": 0.01,
-                            "rel_err": 0.02, "fit_ok": [True, True, False, True, True, True],
-                            "reason": ["", "", "accuracy never falls below the midpoint inside the sigma grid", "", "", ""]})
+    walking = pd.DataFrame(
+        {
+            "arch": "lenet5",
+            "model": "fp32",
+            "index": range(6),
+            "name": list("abcdef"),
+            "follows": "conv",
+            "sigma_mid": [0.5, 0.1, np.nan, 2.0, 0.3, 1.0],
+            "sigma_mid_err": 0.01,
+            "rel_err": 0.02,
+            "fit_ok": [True, True, False, True, True, True],
+            "reason": ["", "", "accuracy never falls below the midpoint inside the sigma grid", "", "", ""],
+        }
+    )
     ex = outlook.extremes(walking)
     most = ex[ex.group == "most sensitive"]
     least = ex[ex.group == "least sensitive"]
@@ -81,9 +90,11 @@ def test_extremes_rank_modules_and_count_unfallen_ones_least_sensitive():
 def test_walking_models_pick_the_most_robust_qat_and_a_matched_noisy_network():
     quick = load_profile("quick")
     sig = np.logspace(-2, 2, 13)
-    clean = pd.DataFrame(sweep_rows("lenet5", None, None, 0.6, 0.3, seeds=1, sigmas=sig)
-                         + sweep_rows("lenet5", 8, 1.0, 0.6, 0.5, seeds=1, sigmas=sig)
-                         + sweep_rows("lenet5", 8, 64.0, 0.5, 1.2, seeds=1, sigmas=sig))
+    clean = pd.DataFrame(
+        sweep_rows("lenet5", None, None, 0.6, 0.3, seeds=1, sigmas=sig)
+        + sweep_rows("lenet5", 8, 1.0, 0.6, 0.5, seeds=1, sigmas=sig)
+        + sweep_rows("lenet5", 8, 64.0, 0.5, 1.2, seeds=1, sigmas=sig)
+    )
     noisy = pd.DataFrame([{"arch": "lenet5", "bits": None, "sigma_train": t} for t in quick.noisy_sigmas()])
     picked = outlook.walking_models(quick, "lenet5", clean, noisy)
     names = list(picked)

@@ -3,17 +3,22 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import separable_data
 
 import paperlib.training as train_mod
 from paperlib import TrainConfig, accuracy, build_model, load_cifar10, noise_sweep, summarize_sweep, train
-
-from conftest import separable_data
 
 
 @pytest.fixture(scope="module")
 def trained():
     model = build_model("lenet5", 8, 1.0, seed=0)
-    res = train(model, separable_data(), TrainConfig(epochs=3, batch_size=32, lr=3e-3, augment=False), device="cpu", progress=False)
+    res = train(
+        model,
+        separable_data(),
+        TrainConfig(epochs=3, batch_size=32, lr=3e-3, augment=False),
+        device="cpu",
+        progress=False,
+    )
     assert res.test_accuracy > 0.9, res.history
     return model
 
@@ -28,9 +33,26 @@ def test_training_history_and_determinism():
     assert runs[0].images_per_s > 0 and not runs[0].diverged
 
 
-def test_sigma_ramp():
+def test_sigma_ramp_steps_through_linspace_and_reaches_sigma_in_its_last_epoch():
     cfg = TrainConfig(epochs=10, sigma_train=1.0, sigma_ramp_epochs=4)
-    assert [cfg.sigma_at(e) for e in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert [cfg.sigma_at(e) for e in range(6)] == [0.0, 1 / 3, 2 / 3, 1.0, 1.0, 1.0]
+    one_epoch_ramp = TrainConfig(epochs=3, sigma_train=0.5, sigma_ramp_epochs=1)
+    assert [one_epoch_ramp.sigma_at(e) for e in range(3)] == [0.0, 0.5, 0.5]
+    assert [TrainConfig(epochs=3, sigma_train=0.5).sigma_at(e) for e in range(3)] == [0.5] * 3  # no ramp
+    with pytest.raises(ValueError, match="epoch must be an integer >= 0"):
+        cfg.sigma_at(-1)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.01, 0.1, 1 / 3, 2.957, 100.0])
+@pytest.mark.parametrize("ramp", [1, 2, 3, 7, 100])
+def test_sigma_ramp_equals_the_authors_numpy_schedule_bit_for_bit(sigma, ramp):
+    """The authors' main.py: concatenate(linspace(0, sigma, 100), [sigma] * (epochs - 100)), one entry per epoch."""
+    epochs = ramp + 20
+    authors = np.concatenate((np.linspace(0, sigma, ramp), np.array([sigma] * (epochs - ramp))))
+    cfg = TrainConfig(epochs=epochs, sigma_train=sigma, sigma_ramp_epochs=ramp)
+    assert [cfg.sigma_at(e) for e in range(epochs)] == authors.tolist()
+    if ramp == 100 and sigma > 0:
+        assert cfg.sigma_at(98) < sigma == cfg.sigma_at(99)  # sigma is reached in epoch 99, the 100th
 
 
 def test_nan_loss_is_reported_not_raised():
@@ -68,16 +90,27 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path, monkeypatch, bit
     for p, q in zip(straight.parameters(), resumed_model.parameters()):
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="written for another config"):
-        train(build_model("lenet5", bits, None), data, TrainConfig(epochs=3), device="cpu", checkpoint=ckpt, progress=False)
+        train(
+            build_model("lenet5", bits, None),
+            data,
+            TrainConfig(epochs=3),
+            device="cpu",
+            checkpoint=ckpt,
+            progress=False,
+        )
 
 
 def test_batched_sweep_matches_the_one_sigma_loop(trained):
     data = separable_data()
     sigmas, repeats = [0.3, 1.0, 3.0], 8
-    batched = summarize_sweep(noise_sweep(trained, data.x_test, data.y_test, sigmas, repeats, seed=0, max_batch=1000, progress=False))
+    batched = summarize_sweep(
+        noise_sweep(trained, data.x_test, data.y_test, sigmas, repeats, seed=0, max_batch=1000, progress=False)
+    )
     for s, row in zip(sigmas, batched.itertuples()):
         g = torch.Generator().manual_seed(100)
-        loop = np.array([accuracy(trained, data.x_test, data.y_test, s, generator=g, batch_size=128) for _ in range(repeats)])
+        loop = np.array(
+            [accuracy(trained, data.x_test, data.y_test, s, generator=g, batch_size=128) for _ in range(repeats)]
+        )
         se = math.sqrt(row.acc_std**2 / repeats + loop.std(ddof=1) ** 2 / repeats) + 1e-3
         assert abs(row.acc_mean - loop.mean()) < 4 * se, (s, row.acc_mean, loop.mean())
     assert batched.acc_mean.is_monotonic_decreasing and batched.acc_mean.iloc[0] > 0.5
@@ -106,9 +139,12 @@ def test_short_lenet5_run_on_the_real_archive_beats_chance(archive):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"epochs": 0}, "epochs must be an integer >= 1"), ({"lr": -1.0}, "lr must be a finite number > 0"),
-     ({"sigma_train": -0.5}, "sigma must be a finite number >= 0"),
-     ({"epochs": 5, "sigma_ramp_epochs": 9}, "sigma_ramp_epochs must be an integer in 0..epochs")],
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
+        ({"sigma_train": -0.5}, "sigma must be a finite number >= 0"),
+        ({"epochs": 5, "sigma_ramp_epochs": 9}, "sigma_ramp_epochs must be an integer in 0..epochs"),
+    ],
 )
 def test_bad_train_config(kwargs, match):
     with pytest.raises(ValueError, match=match):

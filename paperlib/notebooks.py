@@ -1,0 +1,176 @@
+"""The main job: run the numbered notebooks through papermill, with progress in the terminal.
+
+``make figures`` (and each per-notebook target of the Makefile) calls::
+
+    python -m paperlib.notebooks --profile quick --out results/notebooks/quick 01 02-vgg11 ...
+
+For each notebook it prints what it runs, then one line per finished run of
+the notebook's sweeps (cached or trained, how many are left, an estimate of
+the time left; see :mod:`paperlib.progress`), then the wall time. A failing
+notebook is named with its cell and error in one line, and the executed
+notebook stays where the line says. Figures go where the notebooks put them
+(``figures/<profile>/`` by default).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import progress
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One notebook run of the main job."""
+
+    name: str
+    """the job's name on the command line and in the Makefile (``01``, ``02-vgg11`` ...)"""
+    notebook: str
+    """the notebook's file name in ``notebooks/``"""
+    output: str
+    """file name of the executed copy"""
+    what: str
+    """what it reproduces, for the terminal"""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """papermill parameters beside profile and device"""
+
+
+#: Every notebook run of ``make figures``, in an order that respects their dependencies (see the Makefile).
+JOBS: tuple[Job, ...] = (
+    Job(
+        "01",
+        "01_fig2_lenet_qat.ipynb",
+        "01_fig2_lenet_qat.ipynb",
+        "Fig. 2: LeNet-5, 4/8-bit QAT, dynamic vs constant scaling",
+    ),
+    Job("02-vgg11", "02_tableI.ipynb", "02_tableI_vgg11.ipynb", "Table I, VGG-11", {"arch": "vgg11"}),
+    Job("02-resnet18", "02_tableI.ipynb", "02_tableI_resnet18.ipynb", "Table I, ResNet-18", {"arch": "resnet18"}),
+    Job("03", "03_fig3_noisy_training.ipynb", "03_fig3_noisy_training.ipynb", "Fig. 3: noisy training"),
+    Job("04", "04_tableII.ipynb", "04_tableII.ipynb", "Table II: the architectures compared"),
+    Job("05", "05_walking_noise.ipynb", "05_walking_noise.ipynb", "beyond the paper: walking noise"),
+    Job("06", "06_variance_aware.ipynb", "06_variance_aware.ipynb", "beyond the paper: variance-aware noisy training"),
+    Job("07", "07_noise_kinds.ipynb", "07_noise_kinds.ipynb", "beyond the paper: noise kinds"),
+)
+_BY_NAME = {j.name: j for j in JOBS}
+
+
+def _profile_parameter(profile: str) -> str:
+    """A profile name stays a name; the path of a YAML file becomes absolute (papermill runs in notebooks/)."""
+    path = Path(profile).expanduser()
+    return str(path.resolve()) if path.suffix in (".yaml", ".yml") or path.is_file() else profile
+
+
+def _tail(path: Path, stop: threading.Event) -> None:
+    """Print the lines appended to ``path`` until ``stop`` is set (and then the rest)."""
+    pos = 0
+    while True:
+        done = stop.wait(0.5)
+        try:
+            with open(path, encoding="utf-8") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos = f.tell()
+        except OSError:
+            chunk = ""
+        for line in chunk.splitlines():
+            print(f"   {line}", flush=True)
+        if done:
+            return
+
+
+def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") -> bool:
+    """Run one notebook; print its progress; return whether it succeeded.
+
+    ``executor`` is the notebooks' parameter of that name: ``""`` runs in the
+    kernel, ``"local"`` / ``"local:N"`` on a Dask LocalCluster (every core: each run
+    uses one thread, docs/protocol.md §12), else a Dask scheduler address.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out.mkdir(parents=True, exist_ok=True)
+    dest = out / job.output
+    params = {"profile": _profile_parameter(profile), "device": device, "executor": executor, **job.parameters}
+    print(f"== {job.name}: {job.what} (profile {profile}) -> {dest}", flush=True)
+    log = Path(tempfile.mkstemp(prefix="paperlib-progress-", suffix=".log")[1])
+    stop = threading.Event()
+    tail = threading.Thread(target=_tail, args=(log, stop), daemon=True)
+    saved = os.environ.get(progress.ENV)
+    os.environ[progress.ENV] = str(log)  # the kernel inherits it
+    t0 = time.perf_counter()
+    tail.start()
+    try:
+        papermill.execute_notebook(
+            str(NOTEBOOK_DIR / job.notebook),
+            str(dest),
+            parameters=params,
+            cwd=str(NOTEBOOK_DIR),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    except PapermillExecutionError as exc:
+        stop.set()
+        tail.join()
+        error = " ".join(f"{exc.ename}: {exc.evalue}".split())
+        print(
+            f"FAILED {job.name} ({job.notebook}) in cell {exc.exec_count or exc.cell_index}: {error[:300]}; "
+            f"the executed notebook is at {dest}",
+            flush=True,
+        )
+        return False
+    finally:
+        stop.set()
+        tail.join()
+        log.unlink(missing_ok=True)
+        if saved is None:
+            os.environ.pop(progress.ENV, None)
+        else:
+            os.environ[progress.ENV] = saved
+    print(f"   done in {progress.duration(time.perf_counter() - t0)}", flush=True)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m paperlib.notebooks [--profile P] [--device D] [--out DIR] JOB ...``."""
+    parser = argparse.ArgumentParser(prog="python -m paperlib.notebooks", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "jobs", nargs="*", metavar="JOB", help=f"notebooks to run: {', '.join(_BY_NAME)} or all (default: all)"
+    )
+    parser.add_argument("--profile", default="quick", help="smoke, quick, paper, ... or the path of a YAML profile")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--out", default=None, help="folder for the executed notebooks (default results/notebooks/<profile>)"
+    )
+    parser.add_argument("--list", action="store_true", help="list the jobs and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for j in JOBS:
+            print(f"{j.name:12} {j.notebook:32} {j.what}")
+        return 0
+    names = list(_BY_NAME) if not args.jobs or args.jobs == ["all"] else args.jobs
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(_BY_NAME)} or all")
+    out = Path(args.out) if args.out else Path("results") / "notebooks" / Path(args.profile).stem
+    t0 = time.perf_counter()
+    for name in names:
+        if not run_job(_BY_NAME[name], args.profile, args.device, out, args.executor):
+            return 1
+    if len(names) > 1:
+        print(
+            f"== {len(names)} notebooks in {progress.duration(time.perf_counter() - t0)}; executed notebooks in {out}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

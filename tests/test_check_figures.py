@@ -1,0 +1,61 @@
+"""`make check-figures`: a figure made by other code fails, naming the module; a figure of this code passes."""
+import json
+
+import pandas as pd
+import pytest
+
+from paperlib import check_figures as cf
+from paperlib.fingerprint import code_fingerprint
+from paperlib.plotting import save_table
+
+
+def _figure(folder, results_codes, name="fig"):
+    table = pd.DataFrame({"variant": ["fp32"], "sigma_mid": [0.3]})
+    return save_table(table, folder / f"{name}.csv", "profile smoke · paperlib rev abc, code 123",
+                      (cf.fingerprint_line(results_codes),))
+
+
+def test_a_figure_made_by_this_code_passes(tmp_path):
+    _figure(tmp_path, [code_fingerprint()["code"]])
+    assert cf.check(tmp_path) == []
+    assert cf.main([str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "fig.csv", comment="#")  # the comment lines do not get in the table's way
+    assert list(table.columns) == ["variant", "sigma_mid"]
+
+
+def test_a_figure_made_by_other_code_fails_naming_the_module(tmp_path, capsys):
+    path = _figure(tmp_path, [code_fingerprint()["code"]])
+    lines = path.read_text().splitlines()
+    saved = json.loads(lines[1].removeprefix(cf.PREFIX))
+    saved["modules"]["training"] = "0" * 16  # as if training.py had other code when the figure was made
+    lines[1] = cf.PREFIX + json.dumps(saved)
+    path.write_text("\n".join(lines) + "\n")
+    problems = cf.check(tmp_path)
+    assert len(problems) == 1 and "fig.csv" in problems[0] and "training" in problems[0]
+    assert cf.main([str(tmp_path)]) == 1
+    assert "training" in capsys.readouterr().out
+
+
+def test_a_figure_of_cached_results_from_other_code_fails(tmp_path):
+    _figure(tmp_path, ["feedfacefeedface"])
+    (problem,) = cf.check(tmp_path)
+    assert "feedfacefeedface" in problem and "other code" in problem
+
+
+@pytest.mark.parametrize("content", ["# profile smoke\nvariant\nfp32\n", "variant\nfp32\n"])
+def test_a_figure_without_a_fingerprint_fails(tmp_path, content):
+    (tmp_path / "old.csv").write_text(content)
+    (problem,) = cf.check(tmp_path)
+    assert "records no code fingerprint" in problem
+
+
+def test_an_image_without_its_csv_fails(tmp_path):
+    _figure(tmp_path, [code_fingerprint()["code"]], name="fig")
+    (tmp_path / "fig.png").write_bytes(b"png")
+    (tmp_path / "lonely.pdf").write_bytes(b"pdf")
+    (problem,) = cf.check(tmp_path)
+    assert "lonely.pdf" in problem
+
+
+def test_a_missing_folder_is_one_clear_problem(tmp_path):
+    assert cf.check(tmp_path / "nope") == [f"{tmp_path / 'nope'} is not a folder of figures"]

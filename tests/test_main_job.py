@@ -1,0 +1,51 @@
+"""The main job's runner (`python -m paperlib.notebooks`, what `make figures` calls) and its progress lines."""
+import re
+from pathlib import Path
+
+import pytest
+
+from paperlib import notebooks, progress
+from paperlib.experiment import RunSpec
+from paperlib.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_notebook_is_a_job_and_every_job_a_make_target():
+    assert sorted({j.notebook for j in notebooks.JOBS}) == sorted(p.name for p in (ROOT / "notebooks").glob("0*.ipynb"))
+    makefile = (ROOT / "Makefile").read_text()
+    targets = re.findall(r"\$\(NOTEBOOK\) (\S+)", makefile)
+    assert sorted(targets) == sorted(j.name for j in notebooks.JOBS)
+
+
+def test_an_unknown_job_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        notebooks.main(["08"])
+    assert "unknown job(s) 08; choose from 01, 02-vgg11" in capsys.readouterr().err
+
+
+def test_a_profile_file_becomes_an_absolute_path_and_a_name_stays_a_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("epochs: 1\n")
+    assert notebooks._profile_parameter("quick") == "quick"
+    assert notebooks._profile_parameter("mine.yaml") == str(tmp_path / "mine.yaml")
+
+
+def test_a_sweep_reports_cached_and_trained_runs_to_the_progress_file(tiny_root, tmp_path, monkeypatch):
+    log = tmp_path / "progress.log"
+    monkeypatch.setenv(progress.ENV, str(log))
+    spec = RunSpec(arch="lenet5", epochs=1, sigmas=(0.1, 1.0), repeats=1, test_subset=20)
+    for _ in range(2):
+        run_sweep([spec], data_root=tiny_root, results_dir=tmp_path / "r", device="cpu", progress=False)
+    lines = log.read_text().splitlines()
+    assert lines[0] == "sweep of 1 run(s)"
+    assert lines[1].startswith("run 1/1 lenet5 fp32 seed 0: trained (1 trained, 0 cached, 0 failed, 0 to go")
+    assert lines[3].startswith("run 1/1 lenet5 fp32 seed 0: from the cache (0 trained, 1 cached")
+
+
+def test_without_the_variable_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.delenv(progress.ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    progress.report("nothing")
+    assert list(tmp_path.iterdir()) == []
+    assert [progress.duration(s) for s in (42, 180, 9000)] == ["42 s", "3 min", "2.5 h"]

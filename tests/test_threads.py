@@ -1,0 +1,126 @@
+"""The numbers do not depend on torch's thread count; thread counts are restored and never oversubscribe."""
+import contextlib
+import threading
+
+import pytest
+import torch
+
+from paperlib import RunSpec, dask_executor, run
+from paperlib import noise as noise_module
+from paperlib.threads import NUMERIC_THREADS, cpu_count, dask_task_threads, numeric_threads, process_threads
+
+SPEC = dict(arch="lenet5", bits=8, scale=1.0, epochs=1, batch_size=32, sigmas=(0.1, 1.0), repeats=2)
+
+
+@pytest.fixture
+def torch_threads():
+    """Set torch's thread count in the test; the count from before is restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bits,scale", [(None, None), (8, 1.0)])
+def test_one_and_two_threads_train_the_same_weights_and_curves(tiny_root, tmp_path, torch_threads, bits, scale):
+    results = {}
+    for threads in (1, 2):  # as an in-process sweep (one thread per core) vs a Dask worker (one thread)
+        torch_threads(threads)
+        spec = RunSpec(**{**SPEC, "bits": bits, "scale": scale})
+        results[threads] = run(spec, tiny_root, tmp_path / f"threads{threads}", "cpu", progress=False)
+        assert torch.get_num_threads() == threads  # run() gives the caller its thread count back
+    one, two = results[1], results[2]
+    assert one.trained and two.trained
+    w1, w2 = one.load_model().state_dict(), two.load_model().state_dict()
+    assert w1.keys() == w2.keys()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1), "weights differ in their last bits between 1 and 2 threads"
+    assert one.history.equals(two.history)
+    assert one.noise_curve.equals(two.noise_curve)
+    assert one.accuracy == two.accuracy
+
+
+def test_numeric_threads_sets_the_count_and_restores_it(torch_threads):
+    torch_threads(2)
+    with numeric_threads():
+        assert torch.get_num_threads() == NUMERIC_THREADS == 1
+        assert process_threads() == min(2, cpu_count())  # the process's share is what it was outside
+        with numeric_threads(3):
+            assert torch.get_num_threads() == 3
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="boom"), numeric_threads():
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == 2 and process_threads() == min(2, cpu_count())
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_numeric_threads_refuses_a_count_that_is_not_a_whole_number_of_threads(bad):
+    with pytest.raises(ValueError, match="numeric_threads takes a whole number of threads >= 1, got"):
+        with numeric_threads(bad):
+            pass
+
+
+def test_numeric_threads_act_on_the_calling_thread_only(torch_threads):
+    torch_threads(2)
+    inside, go_on = threading.Event(), threading.Event()
+    seen = {}
+
+    def task():
+        with numeric_threads():
+            seen["task"] = torch.get_num_threads()
+            inside.set()
+            go_on.wait(10)
+        seen["task after"] = torch.get_num_threads()
+
+    t = threading.Thread(target=task)
+    t.start()
+    assert inside.wait(10)
+    seen["main"] = torch.get_num_threads()  # while the other thread is inside its block
+    go_on.set()
+    t.join()
+    assert seen == {"task": 1, "main": 2, "task after": 2}
+
+
+def test_noise_draws_use_the_process_share_and_give_the_same_numbers(torch_threads, monkeypatch):
+    pools = []
+    real_pool = noise_module._draw_pool
+    monkeypatch.setattr(noise_module, "_draw_pool", lambda helpers: pools.append(helpers) or real_pool(helpers))
+    shape = torch.Size((4, noise_module.PARALLEL_DRAW_MIN // 2))
+    draws = []
+    for threads, numeric in ((1, False), (2, False), (2, True)):
+        torch_threads(threads)
+        with numeric_threads() if numeric else contextlib.nullcontext():
+            draws.append(noise_module.standard_normal(shape, torch.Generator().manual_seed(5), torch.device("cpu"),
+                                                      torch.float32))
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
+    # one thread: no helper; two threads: one helper beside the caller, also inside numeric_threads (1 thread)
+    expected = [] if cpu_count() < 2 else [1, 1]
+    assert pools == expected
+
+
+def test_outside_a_dask_worker_dask_task_threads_changes_nothing(torch_threads):
+    torch_threads(2)
+    with dask_task_threads():
+        assert torch.get_num_threads() == 2
+
+
+def test_a_dask_task_runs_on_one_thread_and_gives_it_back():
+    from distributed import Client, LocalCluster
+
+    def task():
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)  # as a worker whose OMP_NUM_THREADS gives every task all cores
+        with dask_task_threads():
+            inside = torch.get_num_threads(), process_threads()
+        after = torch.get_num_threads()
+        torch.set_num_threads(before)
+        return inside, after
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        assert client.submit(task, pure=False).result(timeout=60) == ((1, 1), 2)
+
+
+@pytest.mark.parametrize("bad", [0, 1.5])
+def test_dask_executor_refuses_a_bad_thread_count(bad):
+    with pytest.raises(ValueError, match="threads_per_worker must be a whole number >= 1"):
+        dask_executor(threads_per_worker=bad)
