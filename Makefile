@@ -17,11 +17,11 @@ NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.no
 # 04 those of 01-03, and 05-07 load networks that 01-03 trained. Safe under make -j.
 NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise variance-aware noise-kinds
 
-.PHONY: help install figures $(NOTEBOOKS) test test-fast lint check-figures lab
+.PHONY: help install figures $(NOTEBOOKS) test test-fast test-dryrun lint check-figures lab
 
 help:  ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: PROFILE=smoke|quick|paper|<file.yaml> DEVICE=auto|cpu|cuda DATA=<CIFAR-10 folder or .tar.gz> OUT=<folder>"
+	@echo "  variables: PROFILE=smoke|quick|paper|paper-dryrun|<file.yaml> DEVICE=auto|cpu|cuda DATA=<CIFAR-10 folder or .tar.gz> OUT=<folder>"
 	@echo "             EXECUTOR=local (default: a Dask LocalCluster on every core) | '' (in the kernel) | <scheduler address>"
 
 $(VENV)/.installed: pyproject.toml
@@ -52,12 +52,15 @@ variance-aware: fig3  ## 06: beyond the paper, variance-aware noisy training
 noise-kinds: fig2  ## 07: beyond the paper, noise kinds
 	$(NOTEBOOK) 07
 
-test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook (CI)
+test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook at smoke (CI; all but the paper dry run)
 	$(MAKE) lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not dryrun"
 
 test-fast: $(VENV)/.installed  ## the unit tier only (no notebooks, nothing slow): for development
-	$(PY) -m pytest -m "not notebooks and not slow"
+	$(PY) -m pytest -m "not notebooks and not slow and not dryrun"
+
+test-dryrun: $(VENV)/.installed  ## every notebook at the paper's grids, one epoch on a few images (about 40 min, 6 GB)
+	$(PY) -m pytest -m dryrun
 
 lint: $(VENV)/.installed  ## ruff on the code, actionlint on the workflows
 	$(VENV)/bin/ruff check paperlib tests benchmarks

@@ -6,6 +6,12 @@ a result cache, profiles and sweeps on any executor (Dask included); the
 paper's experiments, numbers and plots for the notebooks (``reproduce``,
 ``paper``, ``plotting``, ``Study``) and beyond it (``outlook``).
 """
+import logging as _logging
+
+# Brevitas imports torch.utils.cpp_extension, which logs a warning on machines with a CUDA folder but no CUDA
+# runtime ("No CUDA runtime is found"); it says nothing about paperlib's numbers and would land in every notebook.
+_logging.getLogger("torch.utils.cpp_extension").setLevel(_logging.ERROR)
+
 from . import outlook, paper, plotting, reproduce  # the notebooks' modules
 from .data import CIFAR10Data, DataNotFoundError, augment, load_cifar10
 from .device import resolve_device

@@ -661,7 +661,8 @@ def run(
         record = _check_fingerprint(root, entry, record, fingerprint, reuse_stale)
     model, trained = None, record is None
     if record is None:
-        model, record = _train_entry(spec, sub, dev, root, entry, fingerprint, weights_limit_mb, progress)
+        limit = math.inf if need_weights else weights_limit_mb  # asked for weights: keep them whatever their size
+        model, record = _train_entry(spec, sub, dev, root, entry, fingerprint, limit, progress)
     elif need_weights and not record["diverged"] and not (entry / "weights.pt").is_file():
         model, record = _retrain_weights(spec, sub, dev, root, entry, record, fingerprint, progress)
     curve = _curve(spec, record, fingerprint, entry, sub, dev, model, progress)

@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", default=None, help="folder for the executed notebooks (default results/notebooks/<profile>)"
     )
+    parser.add_argument("--executor", default="",
+                        help="'' (in the notebook's kernel), local, local:N (a Dask LocalCluster) or a scheduler "
+                        "address")
     parser.add_argument("--list", action="store_true", help="list the jobs and exit")
     args = parser.parse_args(argv)
     if args.list:

@@ -1,4 +1,4 @@
-"""Named profiles: how much of the paper's protocol to run (REFERENCE §6-7).
+"""Named profiles: how much of the paper's protocol to run (docs/protocol.md §6-7).
 
 The defaults of :class:`Profile` are the paper's protocol; each YAML file in
 ``paperlib/configs/`` lists only what differs from them:
@@ -6,15 +6,18 @@ The defaults of :class:`Profile` are the paper's protocol; each YAML file in
 - ``smoke``: every notebook in about a minute on 2 CPU cores (CI, nbval);
 - ``quick``: real CIFAR-10 at laptop scale (the deeper networks on fewer images
   and epochs, via ``arch_overrides``), about an hour on 2 CPU cores;
-- ``paper``: the paper's protocol (500 epochs, the authors' grids, 17 sigmas, 5 seeds).
+- ``paper``: the paper's protocol (500 epochs, the authors' grids, 17 sigmas, 5 seeds);
+- ``paper-dryrun``: every grid and architecture of ``paper`` at one epoch on 50 images and one seed: tests that
+  ``make figures PROFILE=paper`` runs end to end (tests/test_paper_dryrun.py), numbers mean nothing.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import yaml
@@ -23,7 +26,7 @@ from .experiment import RunSpec
 from .models import ARCHS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+PROFILES: tuple[str, ...] = ("smoke", "quick", "paper", "paper-dryrun")
 #: Profile fields that ``arch_overrides`` may set per architecture.
 OVERRIDABLE: tuple[str, ...] = ("epochs", "train_subset", "test_subset", "seeds", "repeats", "walking_test_subset")
 
@@ -84,7 +87,7 @@ class Profile:
     def _grid(self, n: int) -> tuple[float, ...]:
         return tuple(float(s) for s in np.logspace(np.log10(self.sigma_min), np.log10(self.sigma_max), n))
 
-    def for_arch(self, arch: str) -> "Profile":
+    def for_arch(self, arch: str) -> Profile:
         """This profile with ``arch``'s overrides applied (epochs, subsets, seeds, repeats)."""
         return replace(self, arch_overrides={}, **self.arch_overrides.get(arch, {}))
 
@@ -107,14 +110,16 @@ class Profile:
 
 
 def load_profile(name: str | os.PathLike = "quick") -> Profile:
-    """Load a named profile (``smoke``, ``quick``, ``paper``) or a YAML file of the same form.
+    """Load a named profile (one of :data:`PROFILES`) or a YAML file of the same form.
 
     Raises:
         ValueError: unknown profile, unknown field or invalid value.
     """
     path = CONFIG_DIR / f"{name}.yaml" if str(name) in PROFILES else Path(name)
     if not path.is_file():
-        raise ValueError(f"unknown profile {str(name)!r}; choose one of {', '.join(PROFILES)}, or give the path of a YAML file")
+        raise ValueError(
+            f"unknown profile {str(name)!r}; choose one of {', '.join(PROFILES)}, or give the path of a YAML file"
+        )
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise ValueError(f"profile {path} must be a mapping of field: value")
@@ -125,8 +130,10 @@ def load_profile(name: str | os.PathLike = "quick") -> Profile:
     overrides = values.get("arch_overrides", {})
     for arch, fields in overrides.items():
         if arch not in ARCHS or not isinstance(fields, dict) or set(fields) - set(OVERRIDABLE):
-            raise ValueError(f"arch_overrides in profile {path} must map an architecture ({', '.join(ARCHS)}) "
-                             f"to values of {', '.join(OVERRIDABLE)}; got {arch}: {fields!r}")
+            raise ValueError(
+                f"arch_overrides in profile {path} must map an architecture ({', '.join(ARCHS)}) "
+                f"to values of {', '.join(OVERRIDABLE)}; got {arch}: {fields!r}"
+            )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     values.setdefault("name", path.stem)
     profile = Profile(**values)

@@ -277,3 +277,10 @@ def test_an_unwritable_results_folder_is_one_clear_error_before_any_training(tin
 def test_a_results_folder_is_created_on_the_way_and_the_check_leaves_nothing(tmp_path):
     folder = tmp_path / "new" / "results"
     assert check_writable(folder) == folder and folder.is_dir() and not list(folder.iterdir())
+
+
+def test_need_weights_keeps_the_weights_of_a_network_it_trains_from_scratch(tiny_root, tmp_path):
+    """A noisy network over the size limit, asked for with need_weights on its first run, keeps its weights."""
+    got = _run(tiny_root, tmp_path, spec={"sigma_train": 0.05}, weights_limit_mb=0.0, need_weights=True)
+    assert got.trained and got.record["weights"]
+    assert got.load_model() is not None

@@ -49,3 +49,14 @@ def test_without_the_variable_nothing_is_written(tmp_path, monkeypatch):
     progress.report("nothing")
     assert list(tmp_path.iterdir()) == []
     assert [progress.duration(s) for s in (42, 180, 9000)] == ["42 s", "3 min", "2.5 h"]
+
+
+def test_the_executor_reaches_the_notebooks(monkeypatch, tmp_path):
+    seen = []
+    def run_job(job, profile, device, out, executor=""):
+        seen.append(executor)
+        return True
+
+    monkeypatch.setattr(notebooks, "run_job", run_job)
+    assert notebooks.main(["--profile", "smoke", "--executor", "local:2", "--out", str(tmp_path), "01"]) == 0
+    assert seen == ["local:2"]

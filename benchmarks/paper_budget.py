@@ -1,0 +1,300 @@
+"""What ``make figures PROFILE=paper`` costs: networks per notebook, cache disk, CPU time (docs/protocol.md §7, §12).
+
+    python -m benchmarks.paper_budget                       # counts, disk and a CPU timing; a Markdown report
+    python -m benchmarks.paper_budget --no-timing           # counts and disk only (seconds)
+    python -m benchmarks.paper_budget --profile quick       # any profile name or YAML file
+    python -m benchmarks.paper_budget --gpu-speedup 50      # adds GPU-hours, projected as CPU core-hours / 50
+
+The counts come from the library's own spec lists, called as the notebooks call them
+(:func:`notebook_runs`; ``seeds = 0``, i.e. the profile's seeds), and are deduplicated by train key
+across notebooks in ``make figures`` order, as the result cache shares networks. A network is
+*trained* when its train key is new, *retrained* when a notebook needs its weights
+(``run(..., need_weights=True)``) or new noise points of it and they were not kept (the weights policy
+of :func:`paperlib.run`: kept up to the limit, and above it for networks trained without noise).
+
+Disk: kept weights at parameters x 4 bytes (fp32), records with one history entry per epoch, curve CSVs;
+partial checkpoints (weights and Adam's two moments, per network in training) and ``stale/`` come on top.
+
+CPU time: one training step of batch 128 (:func:`paperlib.train` on random images, augmentation
+included) and the forward pass per test image (:func:`paperlib.accuracy` with noise on) are timed per
+architecture, fp32 and 8-bit QAT with dynamic and constant scaling (4-bit is charged as 8-bit), on one
+thread as the library trains (:data:`paperlib.threads.NUMERIC_THREADS`), in CPU time of the process (core-seconds;
+waiting for a busy core is left out); the minimum of ``--repeats`` timings is taken. A network's cost is
+``epochs x (steps x step + test images x forward)`` (the per-epoch clean test accuracy) plus its noise
+points x test images x forward; walking noise adds sites x sigmas x images x forward per profiled network.
+Noisy training is charged as clean training (the noise is elementwise, small beside the convolutions).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from paperlib import outlook
+from paperlib import reproduce as rp
+from paperlib.data import CIFAR10Data
+from paperlib.evaluate import accuracy
+from paperlib.experiment import DEFAULT_WEIGHTS_LIMIT_MB, RunSpec
+from paperlib.fingerprint import code_fingerprint
+from paperlib.models import ARCHS, build_model
+from paperlib.noise import NOISE_KINDS, noise_modules
+from paperlib.profiles import Profile, load_profile
+from paperlib.provenance import provenance
+from paperlib.training import TrainConfig, train
+
+#: ``make figures`` jobs in make order (paperlib.notebooks.JOBS).
+JOBS: tuple[str, ...] = ("01", "02-vgg11", "02-resnet18", "03", "04", "05", "06", "07")
+#: Images of the full CIFAR-10 training and test sets.
+TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
+#: Bytes of one curve CSV line ("sigma,repeat,accuracy", e.g. "0.05623413251903491,0,0.4512").
+CURVE_LINE_BYTES = 36
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``run()`` a notebook makes."""
+
+    spec: RunSpec
+    """the spec (data set placeholder resolved, so it has a train key)"""
+    need_weights: bool = False
+    """the notebook loads the network (``run(..., need_weights=True)``)"""
+    walking: tuple[int, int] = (0, 0)
+    """walking noise on this network: (sigmas, test images) per noise site; (0, 0) = none"""
+
+
+def _resolved(specs: list[RunSpec]) -> list[RunSpec]:
+    """Specs with a placeholder data set: the train key needs one; every spec gets the same."""
+    return [replace(s, dataset="CIFAR-10", data_digest="0" * 16) for s in specs]
+
+
+def notebook_runs(p: Profile) -> dict[str, list[Run]]:
+    """The runs of each notebook of ``make figures`` at profile ``p``, as the notebooks make them (``seeds = 0``).
+
+    Notebook 05 picks its three networks per architecture from finished sweeps; here the picks are
+    fp32 (seed 0), a constant-scale QAT variant (seed 0; any: all are trained without noise, so kept)
+    and the fp32 network noisy-trained at the middle training sigma (seed 0): the cost is the same.
+    """
+    clean, noisy = rp.clean_specs, rp.noisy_specs
+    out: dict[str, list[RunSpec]] = {
+        "01": clean(p, "lenet5", rp.qat_variants(p, "lenet5")),
+        "02-vgg11": clean(p, "vgg11", rp.qat_variants(p, "vgg11")),
+        "02-resnet18": clean(p, "resnet18", rp.qat_variants(p, "resnet18")),
+        "03": [s for a in p.archs for s in clean(p, a, rp.noisy_variants(p)) + noisy(p, a, rp.noisy_variants(p))],
+        "04": [s for a in ARCHS for s in clean(p, a, [(None, None)]) + noisy(p, a, [(None, None)])],
+        "06": outlook.variance_aware_specs(p, "lenet5", outlook.variance_aware_sigmas(p)),
+        "07": outlook.kind_specs(p, "lenet5", [(None, None), (p.bits[-1], None), (p.bits[-1], p.noisy_scale)],
+                                 NOISE_KINDS, outlook.kind_sigmas(p)),
+    }
+    runs = {job: [Run(s) for s in _resolved(specs)] for job, specs in out.items()}
+    walking = []
+    n_walk = len(outlook.walking_sigmas(p))
+    for a in p.archs:
+        walking += [Run(s) for s in _resolved(clean(p, a, rp.qat_variants(p, a)) + noisy(p, a, [(None, None)]))]
+        mid = p.noisy_sigmas()[len(p.noisy_sigmas()) // 2]
+        images = p.for_arch(a).walking_test_subset or TEST_IMAGES
+        picks = [p.spec(a), p.spec(a, bits=p.bits[0], scale=p.scales(a)[0]), p.spec(a, sigma_train=mid, sigmas=(mid,))]
+        walking += [Run(s, need_weights=True, walking=(n_walk, images)) for s in _resolved(picks)]
+    runs["05"] = walking
+    return {job: runs[job] for job in JOBS}
+
+
+def weights_mb(arch: str, bits: int | None, scale: float | None) -> float:
+    """The size the cache charges a network's weights (MiB): parameters x 4 bytes, as :func:`paperlib.run`."""
+    return sum(t.numel() for t in build_model(arch, bits, scale).parameters()) * 4 / 2**20
+
+
+def _record_bytes(epochs: int) -> int:
+    """Bytes of a record.json: a real fingerprint and provenance, ``epochs`` history entries of typical values."""
+    entry = {"epoch": 500, "sigma_train": 0.31622776601683794, "lr": 0.000123456789, "loss": 0.123456789,
+             "train_acc": 0.98765, "test_acc": 0.8765}
+    record = {"spec": RunSpec(dataset="CIFAR-10", data_digest="0" * 16).training_fields(), "key": "0" * 16,
+              "history": [entry] * epochs, "fingerprint": code_fingerprint(), "provenance": provenance("cpu"),
+              "accuracy": 0.8765, "diverged": False, "error": None, "weights": True, "weights_mb": 1.0,
+              "train_images_per_s": 1234.5, "train_wall_time_s": 1234.5, "data": "CIFAR-10, 50000 train / 10000 test",
+              "cache_version": 1}
+    return len(json.dumps(record, indent=1, default=float).encode())
+
+
+@dataclass
+class Tally:
+    """What one notebook adds to the cache and costs."""
+
+    trained: dict[str, int] = field(default_factory=dict)
+    """new networks per arch"""
+    retrained: dict[str, int] = field(default_factory=dict)
+    """networks trained again per arch (weights needed or new noise points, but not kept)"""
+    train_steps: dict[tuple, int] = field(default_factory=dict)
+    """training steps of batch 128 per (arch, kind)"""
+    forwards: dict[tuple, int] = field(default_factory=dict)
+    """test images through a forward pass per (arch, kind): per-epoch test accuracy, noise points, walking noise"""
+    weights_bytes: int = 0
+    """kept weights added to the cache (parameters x 4)"""
+    other_bytes: int = 0
+    """records and curve files added to the cache"""
+
+
+def kind_of(spec: RunSpec) -> str:
+    """``fp32``, ``qat-dynamic`` or ``qat-constant``: what the timings distinguish."""
+    return "fp32" if spec.bits is None else "qat-dynamic" if spec.scale is None else "qat-constant"
+
+
+def count(p: Profile, weights_limit_mb: float = DEFAULT_WEIGHTS_LIMIT_MB) -> dict[str, Tally]:
+    """Simulate the result cache over ``make figures`` at ``p``: per notebook, a :class:`Tally`."""
+    cache: dict[str, dict] = {}  # train key -> {"kept": bool, "points": set}
+    sizes: dict[tuple, float] = {}
+    sites: dict[tuple, int] = {}
+    record = {a: _record_bytes(p.for_arch(a).epochs) for a in ARCHS}
+    out = {}
+    for job, runs in notebook_runs(p).items():
+        t = Tally()
+        for r in runs:
+            s, fa = r.spec, p.for_arch(r.spec.arch)
+            n_train, n_test = s.train_subset or TRAIN_IMAGES, s.test_subset or TEST_IMAGES
+            mkey = (s.arch, s.bits, s.scale)
+            if mkey not in sizes:
+                sizes[mkey] = weights_mb(*mkey)
+                sites[mkey] = len(noise_modules(build_model(*mkey)))
+            ck = (s.arch, kind_of(s))
+            key, points = s.train_key(), {(s.eval_key(), sig, rep) for sig, rep in s.pairs()}
+            entry = cache.get(key)
+
+            def charge_training() -> None:
+                # called at once, in this iteration: the loop variables are the ones meant
+                t.train_steps[ck] = t.train_steps.get(ck, 0) + s.epochs * math.ceil(n_train / s.batch_size)  # noqa: B023
+                t.forwards[ck] = t.forwards.get(ck, 0) + s.epochs * n_test  # noqa: B023
+
+            if entry is None:
+                keep = s.sigma_train == 0 and s.sigma_theta == 0 or sizes[mkey] <= weights_limit_mb
+                entry = cache[key] = {"kept": keep, "points": set()}
+                t.trained[s.arch] = t.trained.get(s.arch, 0) + 1
+                charge_training()
+                t.weights_bytes += int(sizes[mkey] * 2**20) if keep else 0
+                t.other_bytes += record[s.arch]
+            elif not entry["kept"] and (r.need_weights or points - entry["points"]):
+                t.retrained[s.arch] = t.retrained.get(s.arch, 0) + 1
+                charge_training()
+                if r.need_weights:
+                    entry["kept"] = True
+                    t.weights_bytes += int(sizes[mkey] * 2**20)
+            new = points - entry["points"]
+            if new:
+                t.forwards[ck] = t.forwards.get(ck, 0) + len(new) * n_test
+                t.other_bytes += len(new) * CURVE_LINE_BYTES
+                entry["points"] |= new
+            if r.walking[0]:
+                t.forwards[ck] = t.forwards.get(ck, 0) + sites[mkey] * r.walking[0] * (fa.walking_test_subset or
+                                                                                       TEST_IMAGES)
+        out[job] = t
+    return out
+
+
+def measure(arch: str, kind: str, steps: int = 2, repeats: int = 3, seed: int = 0) -> tuple[float, float]:
+    """(CPU seconds per training step of batch 128, CPU seconds per test image forward with noise on), one thread.
+
+    CPU time of this process (``time.process_time``), not wall time: on a busy machine a thread waits for its
+    core, and CPU time leaves the waiting out. The minimum over ``repeats`` of :func:`paperlib.train` over
+    ``steps`` steps on random images (its per-epoch test accuracy on 10 images included) and of
+    :func:`paperlib.accuracy` on 256 images at sigma 1.
+    """
+    bits, scale = {"fp32": (None, None), "qat-dynamic": (8, None), "qat-constant": (8, 1.0)}[kind]
+    g = torch.Generator().manual_seed(seed)
+    n = steps * 128
+    x_test, y_test = torch.randn(256, 3, 32, 32, generator=g), torch.arange(256) % 10
+    data = CIFAR10Data(torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % 10, x_test[:10], y_test[:10],
+                       "random")
+    step_s, fwd_s = math.inf, math.inf
+    for _ in range(repeats):
+        model = build_model(arch, bits, scale, seed=seed)
+        t0 = time.process_time()
+        train(model, data, TrainConfig(epochs=1, lr=1e-4, seed=seed), device="cpu", progress=False)
+        step_s = min(step_s, (time.process_time() - t0) / steps)
+        t0 = time.process_time()
+        accuracy(model, x_test, y_test, 1.0, batch_size=256)
+        fwd_s = min(fwd_s, (time.process_time() - t0) / 256)
+    return step_s, fwd_s
+
+
+def _fmt_counts(d: dict[str, int]) -> str:
+    return " + ".join(f"{d[a]} {a}" for a in ARCHS if d.get(a)) or "0"
+
+
+def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[float, float]] | None,
+           gpu_speedup: float | None) -> str:
+    """The Markdown report: networks and disk per notebook, then (with timings) CPU core-hours."""
+    lines = [f"## Budget of `make figures PROFILE={p.name}`", "",
+             f"{p.epochs} epochs; train/test images {p.train_subset or TRAIN_IMAGES}/{p.test_subset or TEST_IMAGES}"
+             f"{' (with arch overrides)' if p.arch_overrides else ''}; {p.seeds} seed(s); {p.n_sigmas} sigmas; "
+             f"{p.repeats} noise draw(s); bits {', '.join(map(str, p.bits))}; "
+             f"weights kept up to {DEFAULT_WEIGHTS_LIMIT_MB:g} MiB, and above it for networks trained without noise.",
+             "", "| notebook | networks trained (new) | retrained (weights not kept) | kept weights | records + curves "
+             + ("| CPU core-hours |" if timings else "|"),
+             "|---|---|---|---|---|" + ("---|" if timings else "")]
+    total_cpu = 0.0
+    sums = Tally()
+    for job, t in tallies.items():
+        cpu = 0.0
+        if timings:
+            cpu = (sum(n * timings[k][0] for k, n in t.train_steps.items())
+                   + sum(n * timings[k][1] for k, n in t.forwards.items())) / 3600
+            total_cpu += cpu
+        for a in ARCHS:
+            sums.trained[a] = sums.trained.get(a, 0) + t.trained.get(a, 0)
+            sums.retrained[a] = sums.retrained.get(a, 0) + t.retrained.get(a, 0)
+        sums.weights_bytes += t.weights_bytes
+        sums.other_bytes += t.other_bytes
+        lines.append(f"| {job} | {sum(t.trained.values())} ({_fmt_counts(t.trained)}) | "
+                     f"{sum(t.retrained.values())} ({_fmt_counts(t.retrained)}) | {t.weights_bytes / 2**30:.2f} GiB | "
+                     f"{t.other_bytes / 2**20:.1f} MiB |" + (f" {cpu:,.0f} |" if timings else ""))
+    lines.append(f"| **total** | **{sum(sums.trained.values())}** ({_fmt_counts(sums.trained)}) | "
+                 f"**{sum(sums.retrained.values())}** ({_fmt_counts(sums.retrained)}) | "
+                 f"**{sums.weights_bytes / 2**30:.2f} GiB** | **{sums.other_bytes / 2**20:.1f} MiB** |"
+                 + (f" **{total_cpu:,.0f}** |" if timings else ""))
+    if timings:
+        lines += ["", f"Timings on this machine ({platform.processor() or platform.machine()}, one thread, "
+                  f"torch {torch.__version__}; CPU time of the process, minimum of the repeats):", "",
+                  "| arch | kind | CPU s / training step (batch 128) | CPU ms / test image forward "
+                  "| CPU s / epoch (50k + 10k test) |",
+                  "|---|---|---|---|---|"]
+        for (a, k), (step, fwd) in sorted(timings.items()):
+            epoch = math.ceil(TRAIN_IMAGES / 128) * step + TEST_IMAGES * fwd
+            lines.append(f"| {a} | {k} | {step:.3f} | {1000 * fwd:.3f} | {epoch:,.0f} |")
+        lines += ["", f"CPU: **{total_cpu:,.0f} core-hours** ({total_cpu / 24:,.0f} core-days); "
+                  f"on 16 cores in parallel about {total_cpu / 16 / 24:,.0f} days."]
+        if gpu_speedup:
+            lines.append(f"GPU (projection, not a measurement): assuming one GPU runs a network {gpu_speedup:g}x "
+                         f"faster than one CPU core, **{total_cpu / gpu_speedup:,.0f} GPU-hours**.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.paper_budget", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="paper", help="profile name or YAML file (default paper)")
+    parser.add_argument("--no-timing", action="store_true", help="counts and disk only")
+    parser.add_argument("--steps", type=int, default=2, help="training steps per timing (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per arch and kind; the minimum counts")
+    parser.add_argument("--gpu-speedup", type=float, default=None,
+                        help="add GPU-hours projected as CPU core-hours / this factor (an assumption, not measured)")
+    args = parser.parse_args(argv)
+    p = load_profile(args.profile)
+    tallies = count(p)
+    timings = None
+    if not args.no_timing:
+        kinds = sorted({k for t in tallies.values() for k in (*t.train_steps, *t.forwards)})
+        timings = {}
+        for a, k in kinds:
+            timings[(a, k)] = measure(a, k, args.steps, args.repeats)
+            print(f"timed {a} {k}: {timings[(a, k)][0]:.3f} s/step, {1e3 * timings[(a, k)][1]:.3f} ms/image",
+                  file=sys.stderr, flush=True)
+    print(report(p, tallies, timings, args.gpu_speedup))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
