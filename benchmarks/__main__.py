@@ -260,17 +260,9 @@ def _raw_steps_per_s(bits: int | None, scale: float | None, threads: int, steps:
     """Images/s of plain LeNet-5 training steps (batch 128) on ``threads`` intra-op threads, no data pipeline."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(128, 3, 32, 32, generator=g), torch.randint(0, 10, (128,), generator=g)
-    model = build_model("lenet5", bits, scale, seed=0).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = build_model("lenet5", bits, scale, seed=0)
     with numeric_threads(threads):
-        for i in range(steps + 1):
-            if i == 1:  # the first step warms up
-                t = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return steps * 128 / (time.perf_counter() - t)
+        return 128 / _step_time(model, x, y, steps)
 
 
 def bench_under_load(data: CIFAR10Data, steps: int, processes: int | None = None) -> dict:

@@ -40,25 +40,37 @@ class Job:
     """file name of the executed copy"""
     what: str
     """what it reproduces, for the terminal"""
+    writes: tuple[str, ...] = ()
+    """the figure files it writes to ``figures/<profile>/`` (PNG, PDF and CSV; checked by the notebook tests)"""
     parameters: dict[str, Any] = field(default_factory=dict)
     """papermill parameters beside profile and device"""
 
 
 #: Every notebook run of ``make figures``, in an order that respects their dependencies (see the Makefile).
+def _figure(*names: str) -> tuple[str, ...]:
+    """A figure's three files (``name`` -> PNG, PDF, CSV); a ``.csv`` name is a table alone."""
+    files = [(n,) if n.endswith(".csv") else (f"{n}.csv", f"{n}.pdf", f"{n}.png") for n in names]
+    return tuple(sorted(f for group in files for f in group))
+
+
 JOBS: tuple[Job, ...] = (
-    Job(
-        "01",
-        "01_fig2_lenet_qat.ipynb",
-        "01_fig2_lenet_qat.ipynb",
+    Job("01", "01_fig2_lenet_qat.ipynb", "01_fig2_lenet_qat.ipynb",
         "Fig. 2: LeNet-5, 4/8-bit QAT, dynamic vs constant scaling",
-    ),
-    Job("02-vgg11", "02_tableI.ipynb", "02_tableI_vgg11.ipynb", "Table I, VGG-11", {"arch": "vgg11"}),
-    Job("02-resnet18", "02_tableI.ipynb", "02_tableI_resnet18.ipynb", "Table I, ResNet-18", {"arch": "resnet18"}),
-    Job("03", "03_fig3_noisy_training.ipynb", "03_fig3_noisy_training.ipynb", "Fig. 3: noisy training"),
-    Job("04", "04_tableII.ipynb", "04_tableII.ipynb", "Table II: the architectures compared"),
-    Job("05", "05_walking_noise.ipynb", "05_walking_noise.ipynb", "beyond the paper: walking noise"),
-    Job("06", "06_variance_aware.ipynb", "06_variance_aware.ipynb", "beyond the paper: variance-aware noisy training"),
-    Job("07", "07_noise_kinds.ipynb", "07_noise_kinds.ipynb", "beyond the paper: noise kinds"),
+        _figure("fig2_lenet5_qat", "fig2_lenet5_summary.csv")),
+    Job("02-vgg11", "02_tableI.ipynb", "02_tableI_vgg11.ipynb", "Table I, VGG-11",
+        _figure("table1_vgg11.csv", "table1_vgg11_curves"), {"arch": "vgg11"}),
+    Job("02-resnet18", "02_tableI.ipynb", "02_tableI_resnet18.ipynb", "Table I, ResNet-18",
+        _figure("table1_resnet18.csv", "table1_resnet18_curves"), {"arch": "resnet18"}),
+    Job("03", "03_fig3_noisy_training.ipynb", "03_fig3_noisy_training.ipynb", "Fig. 3: noisy training",
+        _figure("fig3_noisy_training", "fig3_summary.csv")),
+    Job("04", "04_tableII.ipynb", "04_tableII.ipynb", "Table II: the architectures compared",
+        _figure("table2.csv", "table2_midpoints")),
+    Job("05", "05_walking_noise.ipynb", "05_walking_noise.ipynb", "beyond the paper: walking noise",
+        _figure("walking_noise", "walking_noise_extremes.csv")),
+    Job("06", "06_variance_aware.ipynb", "06_variance_aware.ipynb", "beyond the paper: variance-aware noisy training",
+        _figure("variance_aware_lenet5", "variance_aware_lenet5_fits.csv")),
+    Job("07", "07_noise_kinds.ipynb", "07_noise_kinds.ipynb", "beyond the paper: noise kinds",
+        _figure("noise_kinds_lenet5", "noise_kinds_lenet5_summary.csv")),
 )
 _BY_NAME = {j.name: j for j in JOBS}
 

@@ -21,25 +21,16 @@ import pandas as pd
 import pytest
 from conftest import make_learnable_release
 
+from paperlib.notebooks import JOBS
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.notebooks
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 #: What each notebook writes at its default parameters (its Study.save / save_table calls).
-WRITES = {
-    "01_fig2_lenet_qat": ["fig2_lenet5_qat.csv", "fig2_lenet5_qat.pdf", "fig2_lenet5_qat.png",
-                          "fig2_lenet5_summary.csv"],
-    "02_tableI": ["table1_vgg11.csv", "table1_vgg11_curves.csv", "table1_vgg11_curves.pdf", "table1_vgg11_curves.png"],
-    "03_fig3_noisy_training": ["fig3_noisy_training.csv", "fig3_noisy_training.pdf", "fig3_noisy_training.png",
-                               "fig3_summary.csv"],
-    "04_tableII": ["table2.csv", "table2_midpoints.csv", "table2_midpoints.pdf", "table2_midpoints.png"],
-    "05_walking_noise": ["walking_noise.csv", "walking_noise.pdf", "walking_noise.png", "walking_noise_extremes.csv"],
-    "06_variance_aware": ["variance_aware_lenet5.csv", "variance_aware_lenet5.pdf", "variance_aware_lenet5.png",
-                          "variance_aware_lenet5_fits.csv"],
-    "07_noise_kinds": ["noise_kinds_lenet5.csv", "noise_kinds_lenet5.pdf", "noise_kinds_lenet5.png",
-                       "noise_kinds_lenet5_summary.csv"],
-}
+#: What each notebook writes at its default parameters (02: VGG-11), as the main job declares it.
+WRITES = {Path(j.notebook).stem: list(j.writes) for j in JOBS if j.name != "02-resnet18"}
 #: Columns of accuracies that must be finite wherever a CSV has them (a failed run leaves NaN there).
 ACCURACY_COLUMNS = ("accuracy", "clean_accuracy", "peak_acc", "acc_mean")
 

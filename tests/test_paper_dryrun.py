@@ -22,20 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # benchmarks/ is a package of the repository, not of the installed paperlib
     sys.path.insert(0, str(REPO))
 
-#: What each job of ``make figures`` writes (its Study.save / save_table calls).
-WRITES = {
-    "01": ["fig2_lenet5_qat.csv", "fig2_lenet5_qat.pdf", "fig2_lenet5_qat.png", "fig2_lenet5_summary.csv"],
-    "02-vgg11": ["table1_vgg11.csv", "table1_vgg11_curves.csv", "table1_vgg11_curves.pdf", "table1_vgg11_curves.png"],
-    "02-resnet18": ["table1_resnet18.csv", "table1_resnet18_curves.csv", "table1_resnet18_curves.pdf",
-                    "table1_resnet18_curves.png"],
-    "03": ["fig3_noisy_training.csv", "fig3_noisy_training.pdf", "fig3_noisy_training.png", "fig3_summary.csv"],
-    "04": ["table2.csv", "table2_midpoints.csv", "table2_midpoints.pdf", "table2_midpoints.png"],
-    "05": ["walking_noise.csv", "walking_noise.pdf", "walking_noise.png", "walking_noise_extremes.csv"],
-    "06": ["variance_aware_lenet5.csv", "variance_aware_lenet5.pdf", "variance_aware_lenet5.png",
-           "variance_aware_lenet5_fits.csv"],
-    "07": ["noise_kinds_lenet5.csv", "noise_kinds_lenet5.pdf", "noise_kinds_lenet5.png",
-           "noise_kinds_lenet5_summary.csv"],
-}
+#: What each job of ``make figures`` writes (its Study.save / save_table calls), as the main job declares it.
+WRITES = {j.name: list(j.writes) for j in __import__("paperlib.notebooks").notebooks.JOBS}
 
 
 def _check_files(figures, expected):
