@@ -10,6 +10,8 @@ DEVICE ?= auto
 DATA ?=
 EXECUTOR ?= local
 OUT ?= results/notebooks/$(notdir $(basename $(PROFILE)))
+# The profiles whose figures are committed (the README shows them); the others are not tracked (.gitignore).
+COMMITTED_FIGURES := figures/quick
 NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.notebooks \
 	--profile $(PROFILE) --device $(DEVICE) --executor "$(EXECUTOR)" --out $(OUT)
 
@@ -67,7 +69,7 @@ lint: $(VENV)/.installed  ## ruff on the code, actionlint on the workflows
 	$(VENV)/bin/actionlint -color=false .github/workflows/*.yml
 
 check-figures: $(VENV)/.installed  ## fail when a committed figure was made by code that differs from the checkout's
-	$(PY) -m paperlib.check_figures figures
+	$(PY) -c 'import sys; from paperlib.check_figures import main; sys.exit(main(sys.argv[1:]))' $(COMMITTED_FIGURES)
 
 lab: $(VENV)/.installed  ## JupyterLab with this environment as the kernel "Python (paperlib)"
 	$(PY) -m ipykernel install --user --name paperlib --display-name "Python (paperlib)"
