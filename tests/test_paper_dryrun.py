@@ -18,12 +18,14 @@ import pandas as pd
 import pytest
 from conftest import make_learnable_release
 
+from paperlib.notebooks import JOBS
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # benchmarks/ is a package of the repository, not of the installed paperlib
     sys.path.insert(0, str(REPO))
 
 #: What each job of ``make figures`` writes (its Study.save / save_table calls), as the main job declares it.
-WRITES = {j.name: list(j.writes) for j in __import__("paperlib.notebooks").notebooks.JOBS}
+WRITES = {j.name: list(j.writes) for j in JOBS}
 
 
 def _check_files(figures, expected):
