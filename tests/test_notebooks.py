@@ -215,5 +215,6 @@ def test_a_sweep_with_failed_runs_raises_unless_failures_are_allowed(monkeypatch
     with pytest.warns(UserWarning, match=r"2 of 2 run\(s\) failed"):
         df = lenient.sweep(specs)
     assert df.attrs["failed_runs"] == 2 and df["accuracy"].isna().all()
+    assert "2 run(s) failed and are left out" in lenient.caption(df)  # the figure says so
     with pytest.raises(ValueError, match="allow_failures must be True or False"):
         Study.from_parameters("smoke", allow_failures="yes")
