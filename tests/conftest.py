@@ -112,3 +112,18 @@ def make_learnable_release(root, n_train=3000, n_test=200, noise=30.0, seed=0) -
 def learnable_root(tmp_path_factory) -> Path:
     """A generated, learnable data root (see :func:`make_learnable_release`): 3,000 training, 200 test images."""
     return make_learnable_release(tmp_path_factory.mktemp("learnable"))
+
+
+def assert_frozen_equals_brevitas(model, x, frozen_types) -> None:
+    """``paperlib.inference.frozen_quantizers`` gives bitwise Brevitas' outputs on ``x``, freezes every module of
+    ``frozen_types`` and restores the model on exit (``model`` in eval mode)."""
+    from paperlib.inference import frozen_quantizers
+
+    with torch.no_grad():
+        reference = model(x)
+        with frozen_quantizers(model):
+            fast = model(x)
+            assert all("forward" in vars(m) for m in model.modules() if isinstance(m, frozen_types))
+        assert not any("forward" in vars(m) for m in model.modules())  # restored
+        assert torch.equal(model(x), reference)
+    assert torch.equal(fast, reference)

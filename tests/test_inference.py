@@ -1,6 +1,7 @@
 import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantReLU
+from conftest import assert_frozen_equals_brevitas
 
 from paperlib import TrainConfig, build_model, set_noise, train
 from paperlib.data import CIFAR10Data
@@ -16,16 +17,7 @@ def test_frozen_quantizers_give_bitwise_identical_outputs(arch, bits, scale):
         x, y = torch.randn(124, 3, 32, 32, generator=g), torch.randint(0, 10, (124,), generator=g)
         train(model, CIFAR10Data(x, y, x[:4], y[:4], "random"), TrainConfig(epochs=1, batch_size=4, augment=False),
               device="cpu", progress=False)
-    model.eval()
-    x = 3 * torch.randn(16, 3, 32, 32)
-    with torch.no_grad():
-        reference = model(x)
-        with frozen_quantizers(model):
-            fast = model(x)
-            assert all("forward" in vars(m) for m in model.modules() if isinstance(m, (QuantConv2d, QuantReLU)))
-        assert not any("forward" in vars(m) for m in model.modules())  # restored
-        assert torch.equal(model(x), reference)
-    assert torch.equal(fast, reference)
+    assert_frozen_equals_brevitas(model.eval(), 3 * torch.randn(16, 3, 32, 32), (QuantConv2d, QuantReLU))
 
 
 def test_frozen_quantizers_keep_the_noise_and_refuse_training_mode():
