@@ -69,6 +69,38 @@ def bench_train(data: CIFAR10Data, bits: int | None, scale: float | None, steps:
     return {"ours": ours, "reference": ref, "ratio": ours / ref, "unit": "images/s", "steps": steps}
 
 
+def bench_qat_paths(data: CIFAR10Data, steps: int) -> dict:
+    """LeNet-5 training images/s in :func:`paperlib.train` (what ``run()`` calls): fast QAT path vs Brevitas' modules.
+
+    fp32, 8-bit constant scale (s = 1) and 8-bit dynamic scale, each on the
+    same ``steps`` x 128 training images. ``ours`` / ``reference``: 8-bit
+    dynamic, fast path / Brevitas path.
+    """
+    from paperlib.fastquant import use_qat
+
+    sub = data.subset(train=steps * 128, seed=0)
+    out: dict = {}
+    for name, bits, scale in (("fp32", None, None), ("int8_constant", 8, 1.0), ("int8_dynamic", 8, None)):
+        for path in ("fast", "brevitas"):
+            if bits is None and path == "brevitas":
+                continue
+            with use_qat(path):
+                model = build_model("lenet5", bits, scale, seed=0)
+                r = train(model, sub, TrainConfig(epochs=1, lr=1e-3), device="cpu", progress=False)
+            out[f"{name}_{path}_images_per_s"] = r.images_per_s
+    for name in ("int8_constant", "int8_dynamic"):
+        f, b = out[f"{name}_fast_images_per_s"], out[f"{name}_brevitas_images_per_s"]
+        print(f"  {name}: Brevitas {b:.0f} -> fast {f:.0f} images/s (fp32 {out['fp32_fast_images_per_s']:.0f})")
+    return {
+        "ours": out["int8_dynamic_fast_images_per_s"],
+        "reference": out["int8_dynamic_brevitas_images_per_s"],
+        "ratio": out["int8_dynamic_fast_images_per_s"] / out["int8_dynamic_brevitas_images_per_s"],
+        "unit": "images/s",
+        "steps": steps,
+        **out,
+    }
+
+
 def bench_noise_sweep(data: CIFAR10Data, repeats: int) -> dict:
     """Wall time of a full sweep (17 sigmas x repeats x the test set) of one trained LeNet-5."""
     model = build_model("lenet5", 8, 1.0, seed=0)
@@ -335,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
     cases = {
         "train_lenet5_fp32": lambda: bench_train(data, None, None, args.steps),
         "train_lenet5_int8": lambda: bench_train(data, 8, 1.0, args.steps),
+        "train_lenet5_qat_paths": lambda: bench_qat_paths(data, args.steps),
         "noise_sweep_lenet5": lambda: bench_noise_sweep(data, args.repeats),
         "sweep_workers": lambda: bench_sweep_workers(args.data, args.runs, args.workers),
         "qat_overhead": lambda: bench_qat_overhead(3),

@@ -5,7 +5,8 @@ Sources, tried in this order under the data root:
 1. ``<root>/cifar-10-batches-py``: the python release (what torchvision downloads);
 2. an image-folder tree ``<root>/train/<class>/*`` and ``<root>/test/<class>/*``
    (like ``cifar10-jpeg.tar.gz``; ``root`` may also be such a ``.tar.gz``
-   itself), decoded once and cached as uint8 arrays;
+   itself, or a folder holding exactly one such archive), decoded once and
+   cached as uint8 arrays (one process decodes, others wait for its cache);
 3. torchvision's ``CIFAR10(root, download=True)`` when ``download=True`` and
    the network allows; it writes source 1.
 
@@ -43,6 +44,7 @@ CLASSES: tuple[str, ...] = (
 MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 STD: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -232,12 +234,20 @@ def images_digest(images: Images) -> str:
 
 def _read_any(root: Path) -> tuple[Images, str] | None:
     """The images under ``root`` and their digest; None when ``root`` holds none of the three layouts."""
-    if root.is_file() and root.name.endswith((".tar.gz", ".tgz", ".tar")):
+    if root.is_file() and root.name.endswith(ARCHIVE_SUFFIXES):
         return _cached(_archive_key(root), root, _read_tar)
     if (root / "cifar-10-batches-py").is_dir():
         return _batches_with_digest(root / "cifar-10-batches-py")
     if (root / "train").is_dir() and (root / "test").is_dir():
         return _cached(_folder_key(root), root, read_image_folder)
+    archives = sorted(p for p in root.glob("*") if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES))
+    if len(archives) > 1:
+        raise DataNotFoundError(
+            f"{root} holds {len(archives)} archives ({', '.join(p.name for p in archives)}); "
+            "set the data root to the one to use (root=... or PAPERLIB_DATA=<file>)"
+        )
+    if archives:
+        return _cached(_archive_key(archives[0]), archives[0], _read_tar)
     return None
 
 
@@ -390,12 +400,46 @@ def _cached(key: str, source: Path, reader) -> tuple[Images, str]:
     file is never read; an unreadable one is decoded again.
     """
     path = cache_dir() / f"cifar10-{key}.npz"
-    if path.is_file():
+    found = _read_npz(path)
+    if found is not None:
+        return found
+    with _exclusive(path.with_suffix(".lock")):  # a notebook and its Dask workers: one decodes, the others wait
+        found = _read_npz(path)
+        if found is not None:
+            return found
+        return _decode_and_cache(path, source, reader)
+
+
+def _read_npz(path: Path) -> tuple[Images, str] | None:
+    """The cached images and digest in ``path``; None when missing or unreadable (then decoded again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return ((z["xtr"], z["ytr"]), (z["xte"], z["yte"]), str(z["source"])), str(z["digest"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """Hold an exclusive lock on the file ``lock`` (POSIX ``flock``); no lock without ``fcntl`` or a writable folder."""
+    try:
+        import fcntl
+
+        f = open(lock, "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            with np.load(path) as z:
-                return ((z["xtr"], z["ytr"]), (z["xte"], z["yte"]), str(z["source"])), str(z["digest"])
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # unreadable cache: decode again and overwrite it
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _decode_and_cache(path: Path, source: Path, reader) -> tuple[Images, str]:
     images = reader(source)
     (xtr, ytr), (xte, yte), label = images
     digest = images_digest(images)

@@ -173,3 +173,46 @@ def test_runs_on_two_data_sets_with_one_label_do_not_share_a_cache_entry(tmp_pat
         run(a.spec, tmp_path / "b" / "release", tmp_path / "results", "cpu", progress=False)
     # a spec without a digest hashes as before the digest existed (specs built by hand, old records)
     assert RunSpec(arch="lenet5", bits=8, scale=1.0, dataset="x").train_key() == "9366dc397a990aae"
+
+
+def test_a_folder_holding_one_archive_reads_it_and_two_archives_are_refused(tmp_path):
+    _make_release(tmp_path)
+    (tmp_path / "archives").mkdir()
+    with tarfile.open(tmp_path / "archives" / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "folder", arcname="cifar10")
+    a = load_cifar10(tmp_path / "archives", download=False)
+    assert torch.equal(a.x_test, load_cifar10(tmp_path / "folder", download=False).x_test)
+    (tmp_path / "archives" / "other.tgz").write_bytes(b"")
+    with pytest.raises(DataNotFoundError, match="holds 2 archives .*set the data root to the one to use"):
+        load_cifar10(tmp_path / "archives", download=False)
+
+
+def test_one_process_decodes_while_the_others_wait_for_its_cache(tmp_path, monkeypatch):
+    import threading
+
+    from paperlib import data as data_module
+
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    _make_release(tmp_path)
+    decoded = []
+
+    def reader(source):
+        decoded.append(threading.get_ident())
+        return data_module.read_image_folder(source)
+
+    path = tmp_path / "cache" / "cifar10-k.npz"
+    results = []
+    with data_module._exclusive(path.with_suffix(".lock")):  # another process is decoding
+        threads = [
+            threading.Thread(target=lambda: results.append(data_module._cached("k", tmp_path / "folder", reader)))
+            for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        threads[0].join(timeout=1.0)
+        assert decoded == [] and not results  # all wait for the lock
+    for t in threads:
+        t.join(timeout=60)
+    assert len(decoded) == 1 and len(results) == 3  # one decoded, two read its cache
+    assert len({r[1] for r in results}) == 1
