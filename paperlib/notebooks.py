@@ -99,6 +99,17 @@ def _tail(path: Path, stop: threading.Event) -> None:
             return
 
 
+def skip_reason(job: Job, profile: str) -> str | None:
+    """Why ``job`` does not run at ``profile`` (a Table I architecture outside the profile's ``archs``); else None."""
+    from .profiles import load_profile
+
+    arch = job.parameters.get("arch")
+    archs = load_profile(profile).archs
+    if arch is not None and arch not in archs:
+        return f"{arch} is not in the profile's archs ({', '.join(archs)}); see the profile's comment for why"
+    return None
+
+
 def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") -> bool:
     """Run one notebook; print its progress; return whether it succeeded.
 
@@ -178,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("results") / "notebooks" / Path(args.profile).stem
     t0 = time.perf_counter()
     for name in names:
+        why = skip_reason(_BY_NAME[name], args.profile)
+        if why:
+            print(f"== {name}: {_BY_NAME[name].what}: not run at profile {args.profile}: {why}", flush=True)
+            continue
         if not run_job(_BY_NAME[name], args.profile, args.device, out, args.executor):
             return 1
     if len(names) > 1:

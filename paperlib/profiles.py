@@ -26,7 +26,7 @@ from .experiment import RunSpec
 from .models import ARCHS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-PROFILES: tuple[str, ...] = ("smoke", "quick", "paper", "paper-dryrun")
+PROFILES: tuple[str, ...] = ("smoke", "quick", "lenet-full", "paper", "paper-dryrun")
 #: Profile fields that ``arch_overrides`` may set per architecture.
 OVERRIDABLE: tuple[str, ...] = ("epochs", "train_subset", "test_subset", "seeds", "repeats", "walking_test_subset")
 
