@@ -12,7 +12,7 @@ EXECUTOR ?= local
 OUT ?= results/notebooks/$(notdir $(basename $(PROFILE)))
 # The profiles whose figures are committed (the README shows them); the others are not tracked (.gitignore).
 COMMITTED_FIGURES := figures/quick
-NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.notebooks \
+NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.paper.notebooks \
 	--profile $(PROFILE) --device $(DEVICE) --executor "$(EXECUTOR)" --out $(OUT)
 
 # Notebook targets, with the dependencies they really have: 03 reuses networks of 01 and 02,
@@ -69,7 +69,7 @@ lint: $(VENV)/.installed  ## ruff on the code, actionlint on the workflows
 	$(VENV)/bin/actionlint -color=false .github/workflows/*.yml
 
 check-figures: $(VENV)/.installed  ## fail when a committed figure was made by code that differs from the checkout's
-	$(PY) -c 'import sys; from paperlib.check_figures import main; sys.exit(main(sys.argv[1:]))' $(COMMITTED_FIGURES)
+	$(PY) -c 'import sys; from paperlib.runs.check_figures import main; sys.exit(main(sys.argv[1:]))' $(COMMITTED_FIGURES)
 
 lab: $(VENV)/.installed  ## JupyterLab with this environment as the kernel "Python (paperlib)"
 	$(PY) -m ipykernel install --user --name paperlib --display-name "Python (paperlib)"

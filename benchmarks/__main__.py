@@ -42,9 +42,9 @@ from paperlib import (
     train,
 )
 from paperlib.data import MEAN, STD, CIFAR10Data
-from paperlib.experiment import shared_data
+from paperlib.runs.experiment import shared_data
 from paperlib.inference import frozen_quantizers
-from paperlib.provenance import provenance
+from paperlib.runs.provenance import provenance
 from paperlib.threads import cpu_count, numeric_threads
 
 RESULTS = Path(__file__).resolve().parent / "results.json"

@@ -17,14 +17,15 @@ import argparse
 import pandas as pd
 
 import paperlib as pl
-from paperlib import reproduce as rp
+from paperlib import paper
+from paperlib.paper import reproduce as rp
 
 
-def epochs_curve(study: pl.Study, epochs: list[int], variants: list[rp.Variant], arch: str = "lenet5"):
+def epochs_curve(study: paper.Session, epochs: list[int], variants: list[rp.Variant], arch: str = "lenet5"):
     """One row per (epochs, variant): peak accuracy and sigma_mid with their errors; and the sweep table."""
-    specs = [study.profile.spec(arch, bits=b, scale=s, epochs=e, seed=0) for e in sorted(epochs, reverse=True)
+    specs = [session.profile.spec(arch, bits=b, scale=s, epochs=e, seed=0) for e in sorted(epochs, reverse=True)
              for b, s in variants]  # the longest first: they set the wall time on a cluster
-    df = study.sweep(specs)
+    df = session.sweep(specs)
     rows = []
     for e, g in df.groupby("epochs"):
         summary = rp.summarize(g).assign(epochs=int(e))
@@ -40,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--executor", default="local", help="'' (this process), local, local:N or a scheduler address")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = ap.parse_args(argv)
-    study = pl.Study.from_parameters(args.profile, args.device, executor=args.executor)
+    session = paper.Session.from_parameters(args.profile, args.device, executor=args.executor)
     table, df = epochs_curve(study, args.epochs, [(None, None), (8, args.scale)])
-    study.save_table(table, "epochs_curve", df)
+    session.save_table(table, "epochs_curve", df)
     out = table.assign(
         peak=lambda t: [f"{100 * a:.1f} ± {100 * e:.1f}%" for a, e in zip(t.peak_acc, t.peak_acc_err)],
         mid=lambda t: [f"{m:.3g} ± {e:.2g}" for m, e in zip(t.sigma_mid, t.sigma_mid_err)],
     )[["variant", "epochs", "peak", "mid"]]
-    print(study.caption(df))
+    print(session.caption(df))
     print("| variant | epochs | peak accuracy | sigma_mid |\n|---|---:|---:|---:|")
     for r in out.itertuples(index=False):
         print(f"| {r.variant} | {r.epochs} | {r.peak} | {r.mid} |")

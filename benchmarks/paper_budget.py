@@ -36,19 +36,19 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from paperlib import outlook
-from paperlib import reproduce as rp
+from paperlib.paper import beyond as outlook
+from paperlib.paper import reproduce as rp
 from paperlib.data import CIFAR10Data
 from paperlib.evaluate import accuracy
-from paperlib.experiment import DEFAULT_WEIGHTS_LIMIT_MB, RunSpec
-from paperlib.fingerprint import code_fingerprint
+from paperlib.runs.experiment import DEFAULT_WEIGHTS_LIMIT_MB, RunSpec
+from paperlib.runs.fingerprint import code_fingerprint
 from paperlib.models import ARCHS, build_model
 from paperlib.noise import NOISE_KINDS, noise_modules
-from paperlib.profiles import Profile, load_profile
-from paperlib.provenance import provenance
+from paperlib.runs.profile import Profile, load_profile
+from paperlib.runs.provenance import provenance
 from paperlib.training import TrainConfig, train
 
-#: ``make figures`` jobs in make order (paperlib.notebooks.JOBS).
+#: ``make figures`` jobs in make order (paperlib.paper.notebooks.JOBS).
 JOBS: tuple[str, ...] = ("01", "02-vgg11", "02-resnet18", "03", "04", "05", "06", "07")
 #: Images of the full CIFAR-10 training and test sets.
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000

@@ -1,10 +1,17 @@
 """paperlib: the reproducible companion of *On Hardening DNNs against Noisy Computations* (arXiv 2501.14531).
 
-Models with a noise module after every layer (fp32 or Brevitas QAT), noise
-injection, training, noise sweeps and the midpoint noise level; run specs,
-a result cache, profiles and sweeps on any executor (Dask included); the
-paper's experiments, numbers and plots for the notebooks (``reproduce``,
-``paper``, ``plotting``, ``Study``) and beyond it (``outlook``).
+Three layers, each importing only the ones above it in this list:
+
+- the toolbox (``paperlib.*`` modules): models with a noise module after every
+  layer (fp32 or Brevitas QAT), noise injection, data, training, evaluation,
+  noise sweeps, the midpoint noise level, walking noise, model sizes;
+- the run engine (``paperlib.runs``): run specs, the result cache and its
+  fingerprint, sweeps on any executor (Dask included), profiles, provenance;
+- the paper layer (``paperlib.paper``, imported on its own: it brings
+  matplotlib): the paper's published numbers, its experiments and findings,
+  the experiments beyond it, plotting, and the notebooks' session.
+
+``import paperlib`` gives the toolbox and the engine's entry points.
 """
 import logging as _logging
 
@@ -12,11 +19,10 @@ import logging as _logging
 # runtime ("No CUDA runtime is found"); it says nothing about paperlib's numbers and would land in every notebook.
 _logging.getLogger("torch.utils.cpp_extension").setLevel(_logging.ERROR)
 
-from . import outlook, paper, plotting, reproduce  # the notebooks' modules
 from .data import CIFAR10Data, DataNotFoundError, augment, load_cifar10
 from .device import resolve_device
 from .evaluate import DEFAULT_SIGMAS, accuracy, evaluate_pairs, noise_sweep, summarize_sweep
-from .experiment import CacheWarning, RunResult, RunSpec, run
+from .runs.experiment import CacheWarning, RunResult, RunSpec, run
 from .instrument import add_noise
 from .midpoint import MidpointFit, fit_midpoint
 from .models import ARCH_NAMES, ARCHS, build_model
@@ -30,11 +36,10 @@ from .noise import (
     set_noise,
     weight_layers,
 )
-from .profiles import Profile, load_profile
+from .runs.profile import Profile, load_profile
 from .quant import BIT_WIDTHS, CONST_SCALE_MAX
-from .stats import ModelStats, model_stats
-from .study import Study
-from .sweep import dask_executor, run_sweep
+from .model_size import ModelStats, model_stats
+from .runs.sweep import dask_executor, run_sweep
 from .training import SIGMA_SAMPLINGS, TrainConfig, TrainResult, default_lr, train
 from .walking import fit_layer_curves, layer_curves, layer_sensitivity, noise_site_table
 
@@ -58,7 +63,6 @@ __all__ = [
     "Profile",
     "RunResult",
     "RunSpec",
-    "Study",
     "TrainConfig",
     "TrainResult",
     "accuracy",
@@ -80,10 +84,6 @@ __all__ = [
     "noise_site_table",
     "noise_sites",
     "noise_sweep",
-    "outlook",
-    "paper",
-    "plotting",
-    "reproduce",
     "resolve_device",
     "run",
     "run_sweep",

@@ -7,12 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import paperlib.experiment as experiment
-import paperlib.provenance as provenance
-from paperlib import CacheWarning, RunSpec, Study, run, run_sweep
-from paperlib.experiment import ResultsNotWritableError, check_writable
-from paperlib.fingerprint import RESULT_MODULES, changed_modules, code_fingerprint, compute_fingerprint, source_hash
-from paperlib.provenance import git_revision
+import paperlib.runs.experiment as experiment
+import paperlib.runs.provenance as provenance
+from paperlib import CacheWarning, RunSpec, run, run_sweep
+from paperlib.paper import Session
+from paperlib.runs.experiment import ResultsNotWritableError, check_writable
+from paperlib.runs.fingerprint import RESULT_MODULES, changed_modules, code_fingerprint, compute_fingerprint, source_hash
+from paperlib.runs.provenance import git_revision
 
 SPEC = dict(arch="lenet5", epochs=1, batch_size=32, sigmas=(0.1, 1.0), repeats=2)
 PAPERLIB = Path(experiment.__file__).resolve().parent
@@ -214,14 +215,14 @@ def test_a_diverged_run_scores_as_nan_logits_at_every_sigma(tiny_root, tmp_path,
 def test_the_caption_names_the_revision_and_code_of_the_results_not_the_checkout(tiny_root, tmp_path, monkeypatch):
     df = run_sweep([RunSpec(**SPEC)], data_root=tiny_root, results_dir=tmp_path, device="cpu", progress=False)
     assert (df.code == code_fingerprint()["code"]).all() and df.revision.notna().all()
-    study = Study.from_parameters(profile="smoke", results_dir=str(tmp_path), figures_dir=str(tmp_path / "fig"))
-    made = study.caption(df)
+    session = Session.from_parameters(profile="smoke", results_dir=str(tmp_path), figures_dir=str(tmp_path / "fig"))
+    made = session.caption(df)
     assert made.startswith("profile smoke") and made.endswith(f"paperlib rev {df.revision[0]}, code {df.code[0]}")
     old = df.assign(revision="a1b2c3d", code="1234abcd1234abcd")
-    caption = study.caption(old)
+    caption = session.caption(old)
     assert caption.endswith("paperlib rev a1b2c3d, code 1234abcd1234abcd") and git_revision() not in caption
     mixed = pd.concat([old, df.assign(revision="e4f5a6b", code="5678")], ignore_index=True)
-    assert study.caption(mixed).endswith("paperlib revs a1b2c3d (code 1234abcd1234abcd), e4f5a6b (code 5678)")
+    assert session.caption(mixed).endswith("paperlib revs a1b2c3d (code 1234abcd1234abcd), e4f5a6b (code 5678)")
 
 
 # --- weights -----------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paperlib import reproduce as rp
+from paperlib.paper import reproduce as rp
 from paperlib.midpoint import GRIDS, SPREADS, SimGrid, fit_midpoint_calibrated, simulate_coverage, simulate_sweeps
 
 TRIALS = 400

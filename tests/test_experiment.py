@@ -5,7 +5,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 import pytest
 
-import paperlib.experiment as experiment
+import paperlib.runs.experiment as experiment
 from paperlib import CacheWarning, RunSpec, dask_executor, load_profile, run, run_sweep
 
 SPEC = dict(arch="lenet5", bits=8, scale=1.0, epochs=1, batch_size=32, sigmas=(0.1, 1.0), repeats=2)

@@ -1,12 +1,13 @@
-"""The main job's runner (`python -m paperlib.notebooks`, what `make figures` calls) and its progress lines."""
+"""The main job's runner (`python -m paperlib.paper.notebooks`, what `make figures` calls) and its progress lines."""
 import re
 from pathlib import Path
 
 import pytest
 
-from paperlib import notebooks, progress
-from paperlib.experiment import RunSpec
-from paperlib.sweep import run_sweep
+from paperlib.paper import notebooks
+from paperlib.runs import progress
+from paperlib.runs.experiment import RunSpec
+from paperlib.runs.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

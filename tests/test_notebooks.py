@@ -21,14 +21,14 @@ import pandas as pd
 import pytest
 from conftest import make_learnable_release
 
-from paperlib.notebooks import JOBS
+from paperlib.paper.notebooks import JOBS
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.notebooks
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
-#: What each notebook writes at its default parameters (its Study.save / save_table calls).
+#: What each notebook writes at its default parameters (its Session.save / save_table calls).
 #: What each notebook writes at its default parameters (02: VGG-11), as the main job declares it.
 WRITES = {Path(j.notebook).stem: list(j.writes) for j in JOBS if j.name != "02-resnet18"}
 #: Columns of accuracies that must be finite wherever a CSV has them (a failed run leaves NaN there).
@@ -156,12 +156,12 @@ def test_table_i_takes_resnet18_as_parameter(notebook_env, tmp_path):
 FAILING_TRAINING = textwrap.dedent('''
     import os
     if os.environ.get("PAPERLIB_TEST_BREAK_TRAINING"):
-        import paperlib.experiment, paperlib.training
+        import paperlib.runs.experiment, paperlib.training
 
         def train(*args, **kwargs):
             raise RuntimeError("training broken on purpose by the test")
 
-        paperlib.training.train = paperlib.experiment.train = train
+        paperlib.training.train = paperlib.runs.experiment.train = train
 ''')
 
 
@@ -185,36 +185,37 @@ def test_a_notebook_whose_runs_fail_stops_and_writes_nothing(tmp_path):
 
 
 def test_figures_default_to_a_folder_per_profile(monkeypatch, tmp_path):
-    from paperlib import Study
+    from paperlib.paper import Session
 
     monkeypatch.chdir(REPO / "notebooks")
     monkeypatch.delenv("PAPERLIB_FIGURES", raising=False)
-    assert Study.from_parameters("smoke").figures_dir == REPO / "figures" / "smoke"
-    assert Study.from_parameters("quick").figures_dir == REPO / "figures" / "quick"
-    assert Study.from_parameters("smoke", figures_dir=str(tmp_path)).figures_dir == tmp_path
+    assert Session.from_parameters("smoke").figures_dir == REPO / "figures" / "smoke"
+    assert Session.from_parameters("quick").figures_dir == REPO / "figures" / "quick"
+    assert Session.from_parameters("smoke", figures_dir=str(tmp_path)).figures_dir == tmp_path
     monkeypatch.setenv("PAPERLIB_FIGURES", str(tmp_path / "env"))
-    assert Study.from_parameters("smoke").figures_dir == tmp_path / "env"
+    assert Session.from_parameters("smoke").figures_dir == tmp_path / "env"
 
 
 def test_a_sweep_with_failed_runs_raises_unless_failures_are_allowed(monkeypatch, tmp_path):
-    import paperlib.experiment
-    from paperlib import Study, load_profile
+    import paperlib.runs.experiment
+    from paperlib import load_profile
+    from paperlib.paper import Session
 
     def train(*args, **kwargs):
         raise RuntimeError("broken on purpose")
 
-    monkeypatch.setattr(paperlib.experiment, "train", train)
+    monkeypatch.setattr(paperlib.runs.experiment, "train", train)
     data = make_learnable_release(tmp_path / "data", n_train=50, n_test=20)
     specs = [load_profile("smoke").spec("lenet5", train_subset=None, test_subset=None, seed=s) for s in (0, 1)]
-    strict = Study.from_parameters("smoke", "cpu", str(data), str(tmp_path / "results"), str(tmp_path / "figures"))
+    strict = Session.from_parameters("smoke", "cpu", str(data), str(tmp_path / "results"), str(tmp_path / "figures"))
     with pytest.raises(RuntimeError, match=r"^2 of 2 run\(s\) failed; first error: RuntimeError: broken on purpose\. "
                                            r".*allow_failures = True"):
         strict.sweep(specs)
-    lenient = Study.from_parameters("smoke", "cpu", str(data), str(tmp_path / "results"), str(tmp_path / "figures"),
+    lenient = Session.from_parameters("smoke", "cpu", str(data), str(tmp_path / "results"), str(tmp_path / "figures"),
                                     allow_failures=True)
     with pytest.warns(UserWarning, match=r"2 of 2 run\(s\) failed"):
         df = lenient.sweep(specs)
     assert df.attrs["failed_runs"] == 2 and df["accuracy"].isna().all()
     assert "2 run(s) failed and are left out" in lenient.caption(df)  # the figure says so
     with pytest.raises(ValueError, match="allow_failures must be True or False"):
-        Study.from_parameters("smoke", allow_failures="yes")
+        Session.from_parameters("smoke", allow_failures="yes")

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from test_reproduce import sweep_rows
 
-from paperlib import load_profile, outlook
-from paperlib import reproduce as rp
+from paperlib import load_profile
+from paperlib.paper import beyond as outlook
+from paperlib.paper import reproduce as rp
 
 
 def test_grids():

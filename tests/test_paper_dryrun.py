@@ -2,7 +2,7 @@
 
 ``paper-dryrun`` has every grid and architecture of ``paper`` (VGG-11 with its 107 MiB of weights, over the
 keep-limit, included) at one epoch on 50 images and one seed, so every code path of ``paper`` runs in
-minutes. The notebooks run as ``make figures`` runs them (:func:`paperlib.notebooks.run_job`, in make order,
+minutes. The notebooks run as ``make figures`` runs them (:func:`paperlib.paper.notebooks.run_job`, in make order,
 sharing one result cache) on a generated data set (:func:`conftest.make_learnable_release`). The test checks
 that each notebook finishes and writes its files, that the networks each one trains are those the budget of
 ``benchmarks/paper_budget.py`` counts, and that the weights policy holds (docs/protocol.md §12): VGG-11's
@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 from conftest import make_learnable_release
 
-from paperlib.notebooks import JOBS
+from paperlib.paper.notebooks import JOBS
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # benchmarks/ is a package of the repository, not of the installed paperlib
     sys.path.insert(0, str(REPO))
 
-#: What each job of ``make figures`` writes (its Study.save / save_table calls), as the main job declares it.
+#: What each job of ``make figures`` writes (its Session.save / save_table calls), as the main job declares it.
 WRITES = {j.name: list(j.writes) for j in JOBS}
 
 
@@ -59,8 +59,8 @@ def test_every_notebook_runs_the_paper_grids_end_to_end(tmp_path, monkeypatch, c
 
     import paperlib as pl
     from benchmarks.paper_budget import count
-    from paperlib.notebooks import JOBS, run_job
-    from paperlib.profiles import load_profile
+    from paperlib.paper.notebooks import JOBS, run_job
+    from paperlib.runs.profile import load_profile
 
     profile = load_profile("paper-dryrun")
     data = make_learnable_release(tmp_path / "data", n_train=200, n_test=100)
@@ -104,7 +104,7 @@ def test_every_notebook_runs_the_paper_grids_end_to_end(tmp_path, monkeypatch, c
 def test_the_dry_run_profile_has_every_grid_of_the_paper_profile():
     import dataclasses
 
-    from paperlib.profiles import PROFILES, load_profile
+    from paperlib.runs.profile import PROFILES, load_profile
 
     paper, dry = load_profile("paper"), load_profile("paper-dryrun")
     assert "paper-dryrun" in PROFILES

@@ -10,8 +10,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from paperlib import Study, load_profile, paper, plotting  # noqa: E402
-from paperlib import reproduce as rp  # noqa: E402
+from paperlib import load_profile  # noqa: E402
+from paperlib.paper import Session, plotting  # noqa: E402
+from paperlib.paper import published as paper  # noqa: E402
+from paperlib.paper import reproduce as rp  # noqa: E402
 from paperlib.midpoint import logistic  # noqa: E402
 
 SIGMAS = np.logspace(-2, 2, 17)
@@ -349,10 +351,10 @@ def test_architecture_stats_are_measured():
 
 
 def test_figures_carry_their_provenance(lenet_sweep, tmp_path):
-    study = Study.from_parameters(
+    session = Session.from_parameters(
         "smoke", "cpu", str(tmp_path / "data"), str(tmp_path / "results"), str(tmp_path / "fig")
     )
-    caption = study.caption(lenet_sweep)
+    caption = session.caption(lenet_sweep)
     for part in (
         "profile smoke",
         "LeNet-5: 8 epoch(s), 10,000/2,000 train/test images, 3 seed(s), 1 noise draw(s)/sigma",
@@ -367,7 +369,7 @@ def test_figures_carry_their_provenance(lenet_sweep, tmp_path):
     assert "fp32" in axes[1].get_legend_handles_labels()[1] and not any(
         "diverged" in t for ax in axes for t in ax.get_legend_handles_labels()[1]
     )
-    paths = study.save(fig, "fig", rp.summarize(lenet_sweep), lenet_sweep)
+    paths = session.save(fig, "fig", rp.summarize(lenet_sweep), lenet_sweep)
     assert sorted(p.suffix for p in paths) == [".csv", ".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
     table = pd.read_csv(tmp_path / "fig" / "fig.csv", comment="#")
     assert len(table) == 9 and (tmp_path / "fig" / "fig.csv").read_text().startswith(f"# {caption}\n")
@@ -379,17 +381,17 @@ def test_study_defaults_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PAPERLIB_RESULTS", str(tmp_path / "r"))
     monkeypatch.delenv("PAPERLIB_FIGURES", raising=False)
     monkeypatch.chdir(tmp_path)
-    s = Study.from_parameters()
+    s = Session.from_parameters()
     assert (
         s.profile.name == "smoke"
         and s.results_dir == str(tmp_path / "r")
         and s.figures_dir == tmp_path / "figures" / "smoke"
     )
-    assert Study.from_parameters(profile="quick").profile.name == "quick"  # an explicit value wins
+    assert Session.from_parameters(profile="quick").profile.name == "quick"  # an explicit value wins
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        Study.from_parameters(profile="fast")
+        Session.from_parameters(profile="fast")
     with pytest.raises(ValueError, match="use 'local' or 'local:N' with N workers"):
-        Study.from_parameters(profile="smoke", executor="local:four").sweep([])
+        Session.from_parameters(profile="smoke", executor="local:four").sweep([])
 
 
 def test_figure_legends_flag_diverged_networks(lenet_sweep):

@@ -1,8 +1,8 @@
 """What a notebook needs around its experiments: the parameters resolved, sweeps, captions, saved figures.
 
-Every numbered notebook starts with ``study = Study.from_parameters(...)``
-on its ``parameters`` cell, runs its specs with :meth:`Study.sweep` and saves
-each figure with :meth:`Study.save`, which writes PNG, PDF and the tidy CSV
+Every numbered notebook starts with ``session = Session.from_parameters(...)``
+on its ``parameters`` cell, runs its specs with :meth:`Session.sweep` and saves
+each figure with :meth:`Session.save`, which writes PNG, PDF and the tidy CSV
 with a caption line of provenance (profile, epochs, images, seeds, data set,
 bit widths, git revision).
 """
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import progress
-from .check_figures import fingerprint_line
-from .experiment import RunSpec
-from .models import ARCH_NAMES
+from ..runs import progress
+from ..runs.check_figures import fingerprint_line
+from ..runs.experiment import RunSpec
+from ..models import ARCH_NAMES
 from .plotting import save_table, savefig
-from .profiles import Profile, load_profile
-from .provenance import git_revision
-from .sweep import dask_executor, run_sweep
+from ..runs.profile import Profile, load_profile
+from ..runs.provenance import git_revision
+from ..runs.sweep import dask_executor, run_sweep
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -50,7 +50,7 @@ def failed_runs(df: pd.DataFrame) -> int:
 
 
 @dataclass(frozen=True)
-class Study:
+class Session:
     """The resolved parameters of one notebook run."""
 
     profile: Profile
@@ -79,7 +79,7 @@ class Study:
         figures_dir: str = "",
         executor: str = "",
         allow_failures: bool = False,
-    ) -> Study:
+    ) -> Session:
         """Resolve a notebook's ``parameters`` cell; empty strings mean the defaults.
 
         Defaults: profile ``$PAPERLIB_PROFILE``, else ``quick``; data
@@ -154,6 +154,25 @@ class Study:
                 )
             warnings.warn(f"{what}; they are left out (allow_failures = True)", stacklevel=2)
         return df
+
+    def check(self, df: pd.DataFrame, by: tuple[str, ...] = ("arch", "variant", "regime")) -> None:
+        """Print, per curve of the sweep table ``df``, its accuracy at the smallest and the largest sigma, coarse
+        enough to read the same on every machine (10 points; "chance" up to 30%): the line nbval checks.
+
+        In the ``smoke`` profile VGG-11 and ResNet-18 train for one step and learn nothing: only their noisy end
+        is printed as a number.
+        """
+        from .reproduce import label
+
+        def level(acc: float) -> str:
+            return "chance" if acc <= 0.3 else f"{round(acc, 1):.0%}"
+
+        runs = df if "variant" in df else label(df)
+        for key, g in runs.groupby(list(by), sort=False):
+            lo, hi = (g[g.sigma == s].accuracy.mean() for s in (g.sigma.min(), g.sigma.max()))
+            learned = g.arch.iloc[0] == "lenet5" or self.profile.name != "smoke"
+            print(f"{' '.join(map(str, key))}: at sigma {g.sigma.min():g} {level(lo) if learned else '(not learned)'}, "
+                  f"at sigma {g.sigma.max():g} {level(hi)}")
 
     def caption(self, df: pd.DataFrame) -> str:
         """One line of provenance for results ``df``: profile, per-arch training budget, seeds, data set, bits, and the

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import progress
+from ..runs import progress
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -101,7 +101,7 @@ def _tail(path: Path, stop: threading.Event) -> None:
 
 def skip_reason(job: Job, profile: str) -> str | None:
     """Why ``job`` does not run at ``profile`` (a Table I architecture outside the profile's ``archs``); else None."""
-    from .profiles import load_profile
+    from ..runs.profile import load_profile
 
     arch = job.parameters.get("arch")
     archs = load_profile(profile).archs

@@ -1,7 +1,7 @@
 """Named profiles: how much of the paper's protocol to run (docs/protocol.md §6-7).
 
 The defaults of :class:`Profile` are the paper's protocol; each YAML file in
-``paperlib/configs/`` lists only what differs from them:
+``paperlib/runs/profiles/`` lists only what differs from them:
 
 - ``smoke``: every notebook in about a minute on 2 CPU cores (CI, nbval);
 - ``quick``: real CIFAR-10 at laptop scale (the deeper networks on fewer images
@@ -23,9 +23,9 @@ import numpy as np
 import yaml
 
 from .experiment import RunSpec
-from .models import ARCHS
+from ..models import ARCHS
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES: tuple[str, ...] = ("smoke", "quick", "lenet-full", "paper", "paper-dryrun")
 #: Profile fields that ``arch_overrides`` may set per architecture.
 OVERRIDABLE: tuple[str, ...] = ("epochs", "train_subset", "test_subset", "seeds", "repeats", "walking_test_subset")

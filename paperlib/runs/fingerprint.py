@@ -26,8 +26,8 @@ RESULT_MODULES: tuple[str, ...] = ("models", "quant", "noise", "data", "training
                                    "instrument", "fastquant")
 #: Installed packages whose versions determine our numbers.
 RESULT_PACKAGES: tuple[str, ...] = ("torch", "torchvision", "brevitas", "numpy")
-#: The folder of the ``paperlib`` modules.
-PACKAGE_DIR = Path(__file__).resolve().parent
+#: The folder of the ``paperlib`` toolbox modules (this module lives in ``paperlib/runs/``).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

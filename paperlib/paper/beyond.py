@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .experiment import RunSpec
-from .profiles import Profile
+from ..runs.experiment import RunSpec
+from ..runs.profile import Profile
 from .reproduce import Variant, clean_specs, summarize, variant_name
 
 #: Variance-aware training (arXiv 2503.16183): sigma_i = ALPHA * sigma_train + theta * |z| with

@@ -75,17 +75,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .atomic import write_atomic
-from .data import CIFAR10Data, load_cifar10
-from .device import resolve_device
-from .evaluate import DEFAULT_SIGMAS, evaluate_pairs, nan_logit_accuracy, summarize_sweep
+from ..atomic import write_atomic
+from ..data import CIFAR10Data, load_cifar10
+from ..device import resolve_device
+from ..evaluate import DEFAULT_SIGMAS, evaluate_pairs, nan_logit_accuracy, summarize_sweep
 from .fingerprint import changed_modules, code_fingerprint, same_code
-from .midpoint import MidpointFit, fit_midpoint_calibrated
-from .models import ARCHS, build_model
-from .noise import NOISE_KINDS, check_sigma
+from ..midpoint import MidpointFit, fit_midpoint_calibrated
+from ..models import ARCHS, build_model
+from ..noise import NOISE_KINDS, check_sigma
 from .provenance import provenance
-from .quant import check_quant_args
-from .training import TrainConfig, default_lr, remove_checkpoint, train
+from ..quant import check_quant_args
+from ..training import TrainConfig, default_lr, remove_checkpoint, train
 
 #: Bumped when a change of code changes what a cached result means.
 CACHE_VERSION = 1

@@ -1,6 +1,6 @@
 """Are the committed figures what the current code produces? (``make check-figures``)
 
-Every CSV that a notebook writes (``Study.save`` / ``Study.save_table``)
+Every CSV that a notebook writes (``Session.save`` / ``Session.save_table``)
 carries, after its caption line, a line ``# fingerprint: {...}``: the
 fingerprint (:mod:`paperlib.fingerprint`) of the modules that determine its
 numbers — those that trained and evaluated the networks and those that

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from . import reproduce
-from .atomic import write_atomic
-from .midpoint import fit_midpoint
+from ..atomic import write_atomic
+from ..midpoint import fit_midpoint
 
 
 def _legend(ax: plt.Axes, **kwargs) -> None:
