@@ -42,8 +42,8 @@ from paperlib import (
     train,
 )
 from paperlib.data import MEAN, STD, CIFAR10Data
-from paperlib.runs.experiment import shared_data
 from paperlib.inference import frozen_quantizers
+from paperlib.runs.experiment import shared_data
 from paperlib.runs.provenance import provenance
 from paperlib.threads import cpu_count, numeric_threads
 

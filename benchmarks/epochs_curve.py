@@ -16,12 +16,11 @@ import argparse
 
 import pandas as pd
 
-import paperlib as pl
 from paperlib import paper
 from paperlib.paper import reproduce as rp
 
 
-def epochs_curve(study: paper.Session, epochs: list[int], variants: list[rp.Variant], arch: str = "lenet5"):
+def epochs_curve(session: paper.Session, epochs: list[int], variants: list[rp.Variant], arch: str = "lenet5"):
     """One row per (epochs, variant): peak accuracy and sigma_mid with their errors; and the sweep table."""
     specs = [session.profile.spec(arch, bits=b, scale=s, epochs=e, seed=0) for e in sorted(epochs, reverse=True)
              for b, s in variants]  # the longest first: they set the wall time on a cluster
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = ap.parse_args(argv)
     session = paper.Session.from_parameters(args.profile, args.device, executor=args.executor)
-    table, df = epochs_curve(study, args.epochs, [(None, None), (8, args.scale)])
+    table, df = epochs_curve(session, args.epochs, [(None, None), (8, args.scale)])
     session.save_table(table, "epochs_curve", df)
     out = table.assign(
         peak=lambda t: [f"{100 * a:.1f} ± {100 * e:.1f}%" for a, e in zip(t.peak_acc, t.peak_acc_err)],

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from paperlib.paper import beyond as outlook
-from paperlib.paper import reproduce as rp
 from paperlib.data import CIFAR10Data
 from paperlib.evaluate import accuracy
-from paperlib.runs.experiment import DEFAULT_WEIGHTS_LIMIT_MB, RunSpec
-from paperlib.runs.fingerprint import code_fingerprint
 from paperlib.models import ARCHS, build_model
 from paperlib.noise import NOISE_KINDS, noise_modules
+from paperlib.paper import beyond as outlook
+from paperlib.paper import reproduce as rp
+from paperlib.runs.experiment import DEFAULT_WEIGHTS_LIMIT_MB, RunSpec
+from paperlib.runs.fingerprint import code_fingerprint
 from paperlib.runs.profile import Profile, load_profile
 from paperlib.runs.provenance import provenance
 from paperlib.training import TrainConfig, train

@@ -22,9 +22,9 @@ _logging.getLogger("torch.utils.cpp_extension").setLevel(_logging.ERROR)
 from .data import CIFAR10Data, DataNotFoundError, augment, load_cifar10
 from .device import resolve_device
 from .evaluate import DEFAULT_SIGMAS, accuracy, evaluate_pairs, noise_sweep, summarize_sweep
-from .runs.experiment import CacheWarning, RunResult, RunSpec, run
 from .instrument import add_noise
 from .midpoint import MidpointFit, fit_midpoint
+from .model_size import ModelStats, model_stats
 from .models import ARCH_NAMES, ARCHS, build_model
 from .noise import (
     NOISE_KINDS,
@@ -36,9 +36,9 @@ from .noise import (
     set_noise,
     weight_layers,
 )
-from .runs.profile import Profile, load_profile
 from .quant import BIT_WIDTHS, CONST_SCALE_MAX
-from .model_size import ModelStats, model_stats
+from .runs.experiment import CacheWarning, RunResult, RunSpec, run
+from .runs.profile import Profile, load_profile
 from .runs.sweep import dask_executor, run_sweep
 from .training import SIGMA_SAMPLINGS, TrainConfig, TrainResult, default_lr, train
 from .walking import fit_layer_curves, layer_curves, layer_sensitivity, noise_site_table

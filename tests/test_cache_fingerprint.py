@@ -12,7 +12,13 @@ import paperlib.runs.provenance as provenance
 from paperlib import CacheWarning, RunSpec, run, run_sweep
 from paperlib.paper import Session
 from paperlib.runs.experiment import ResultsNotWritableError, check_writable
-from paperlib.runs.fingerprint import RESULT_MODULES, changed_modules, code_fingerprint, compute_fingerprint, source_hash
+from paperlib.runs.fingerprint import (
+    RESULT_MODULES,
+    changed_modules,
+    code_fingerprint,
+    compute_fingerprint,
+    source_hash,
+)
 from paperlib.runs.provenance import git_revision
 
 SPEC = dict(arch="lenet5", epochs=1, batch_size=32, sigmas=(0.1, 1.0), repeats=2)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paperlib.paper import reproduce as rp
 from paperlib.midpoint import GRIDS, SPREADS, SimGrid, fit_midpoint_calibrated, simulate_coverage, simulate_sweeps
+from paperlib.paper import reproduce as rp
 
 TRIALS = 400
 

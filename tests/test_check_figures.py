@@ -4,9 +4,9 @@ import json
 import pandas as pd
 import pytest
 
+from paperlib.paper.plotting import save_table
 from paperlib.runs import check_figures as cf
 from paperlib.runs.fingerprint import code_fingerprint
-from paperlib.paper.plotting import save_table
 
 
 def _figure(folder, results_codes, name="fig"):

@@ -114,7 +114,7 @@ def test_stored_outputs_are_clean_and_one_checked_output_follows_the_runs(notebo
             assert out.get("name") != "stderr", f"{notebook.name}: stored stderr {''.join(out['text'])[:200]!r}"
             text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
             assert not re.search(r"(/work/|/tmp/|/home/|[A-Z]:\\)", text), f"{notebook.name}: absolute path in {text!r}"
-    first_run = next(i for i, c in enumerate(cells) if re.search(r"study\.sweep\(", _source(c)))
+    first_run = next(i for i, c in enumerate(cells) if re.search(r"session\.sweep\(", _source(c)))
     checked = [i for i, c in enumerate(cells) if "# NBVAL_CHECK_OUTPUT" in _source(c) and c.get("outputs")]
     assert any(i >= first_run for i in checked), f"{notebook.name}: no checked output depends on the runs"
 

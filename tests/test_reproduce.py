@@ -11,10 +11,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from paperlib import load_profile  # noqa: E402
+from paperlib.midpoint import logistic  # noqa: E402
 from paperlib.paper import Session, plotting  # noqa: E402
 from paperlib.paper import published as paper  # noqa: E402
 from paperlib.paper import reproduce as rp  # noqa: E402
-from paperlib.midpoint import logistic  # noqa: E402
 
 SIGMAS = np.logspace(-2, 2, 17)
 

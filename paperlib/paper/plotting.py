@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import reproduce
 from ..atomic import write_atomic
 from ..midpoint import fit_midpoint
+from . import reproduce
 
 
 def _legend(ax: plt.Axes, **kwargs) -> None:

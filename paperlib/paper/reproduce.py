@@ -15,13 +15,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import published as paper
-from ..runs.experiment import RunSpec
 from ..midpoint import MidpointFit, fit_midpoint_calibrated
+from ..model_size import model_stats
 from ..models import ARCH_NAMES, ARCHS, build_model
 from ..noise import noise_modules
+from ..runs.experiment import RunSpec
 from ..runs.profile import Profile
-from ..model_size import model_stats
+from . import published as paper
 
 #: A variant: (bits, scale); (None, None) = fp32, (b, None) = dynamic scaling, (b, s) = constant scale s.
 Variant = tuple[int | None, float | None]

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..models import ARCH_NAMES
 from ..runs import progress
 from ..runs.check_figures import fingerprint_line
 from ..runs.experiment import RunSpec
-from ..models import ARCH_NAMES
-from .plotting import save_table, savefig
 from ..runs.profile import Profile, load_profile
 from ..runs.provenance import git_revision
 from ..runs.sweep import dask_executor, run_sweep
+from .plotting import save_table, savefig
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:

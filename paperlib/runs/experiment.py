@@ -79,13 +79,13 @@ from ..atomic import write_atomic
 from ..data import CIFAR10Data, load_cifar10
 from ..device import resolve_device
 from ..evaluate import DEFAULT_SIGMAS, evaluate_pairs, nan_logit_accuracy, summarize_sweep
-from .fingerprint import changed_modules, code_fingerprint, same_code
 from ..midpoint import MidpointFit, fit_midpoint_calibrated
 from ..models import ARCHS, build_model
 from ..noise import NOISE_KINDS, check_sigma
-from .provenance import provenance
 from ..quant import check_quant_args
 from ..training import TrainConfig, default_lr, remove_checkpoint, train
+from .fingerprint import changed_modules, code_fingerprint, same_code
+from .provenance import provenance
 
 #: Bumped when a change of code changes what a cached result means.
 CACHE_VERSION = 1

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .experiment import RunSpec
 from ..models import ARCHS
+from .experiment import RunSpec
 
 CONFIG_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES: tuple[str, ...] = ("smoke", "quick", "lenet-full", "paper", "paper-dryrun")

@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..threads import cpu_count, dask_task_threads
 from . import progress as _progress
 from .experiment import RunSpec, check_writable, results_root, reuse_stale_default, run
-from ..threads import cpu_count, dask_task_threads
 
 #: The curve columns of a run without a noise curve (failed).
 _NO_CURVE = {"sigma": math.nan, "repeat": -1, "accuracy": math.nan}
