@@ -19,7 +19,7 @@ NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.pa
 # 04 those of 01-03, and 05-07 load networks that 01-03 trained. Safe under make -j.
 NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise variance-aware noise-kinds
 
-.PHONY: help install figures $(NOTEBOOKS) test test-fast test-dryrun lint check-figures lab
+.PHONY: help install figures $(NOTEBOOKS) test test-fast test-dryrun lint check-figures lab refresh-notebooks
 
 help:  ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +63,9 @@ test-fast: $(VENV)/.installed  ## the unit tier only (no notebooks, nothing slow
 
 test-dryrun: $(VENV)/.installed  ## every notebook at the paper's grids, one epoch on a few images (about 40 min, 6 GB)
 	$(PY) -m pytest -m dryrun
+
+refresh-notebooks: $(VENV)/.installed  ## rerun the committed notebooks in place at smoke (NB="01 02" for some)
+	PYTHONPATH=. $(PY) tests/refresh_notebooks.py $(NB)
 
 lint: $(VENV)/.installed  ## ruff on the code, actionlint on the workflows
 	$(VENV)/bin/ruff check paperlib tests benchmarks

@@ -17,7 +17,7 @@ import argparse
 import pandas as pd
 
 from paperlib import paper
-from paperlib.paper import reproduce as rp
+from paperlib.runs import summary as rp
 
 
 def epochs_curve(session: paper.Session, epochs: list[int], variants: list[rp.Variant], arch: str = "lenet5"):

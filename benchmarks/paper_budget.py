@@ -41,11 +41,12 @@ from paperlib.evaluate import accuracy
 from paperlib.models import ARCHS, build_model
 from paperlib.noise import NOISE_KINDS, noise_modules
 from paperlib.paper import beyond as outlook
-from paperlib.paper import reproduce as rp
-from paperlib.runs.experiment import DEFAULT_WEIGHTS_LIMIT_MB, RunSpec
+from paperlib.paper import experiments as rp
+from paperlib.runs.cache import DEFAULT_WEIGHTS_LIMIT_MB
 from paperlib.runs.fingerprint import code_fingerprint
 from paperlib.runs.profile import Profile, load_profile
 from paperlib.runs.provenance import provenance
+from paperlib.runs.spec import RunSpec
 from paperlib.training import TrainConfig, train
 
 #: ``make figures`` jobs in make order (paperlib.paper.notebooks.JOBS).
@@ -76,17 +77,18 @@ def _resolved(specs: list[RunSpec]) -> list[RunSpec]:
 def notebook_runs(p: Profile) -> dict[str, list[Run]]:
     """The runs of each notebook of ``make figures`` at profile ``p``, as the notebooks make them (``seeds = 0``).
 
-    Notebook 05 picks its three networks per architecture from finished sweeps; here the picks are
-    fp32 (seed 0), a constant-scale QAT variant (seed 0; any: all are trained without noise, so kept)
-    and the fp32 network noisy-trained at the middle training sigma (seed 0): the cost is the same.
+    Notebook 05 picks its three networks per architecture from finished sweeps and profiles each of their
+    seeds; here the picks are fp32, a constant-scale QAT variant (any: all are trained without noise, so
+    kept) and the fp32 network noisy-trained at the middle training sigma, every seed: the cost is the same.
     """
     clean, noisy = rp.clean_specs, rp.noisy_specs
     out: dict[str, list[RunSpec]] = {
         "01": clean(p, "lenet5", rp.qat_variants(p, "lenet5")),
-        "02-vgg11": clean(p, "vgg11", rp.qat_variants(p, "vgg11")),
-        "02-resnet18": clean(p, "resnet18", rp.qat_variants(p, "resnet18")),
+        # the main job skips a Table I architecture outside the profile's archs
+        "02-vgg11": clean(p, "vgg11", rp.qat_variants(p, "vgg11")) if "vgg11" in p.archs else [],
+        "02-resnet18": clean(p, "resnet18", rp.qat_variants(p, "resnet18")) if "resnet18" in p.archs else [],
         "03": [s for a in p.archs for s in clean(p, a, rp.noisy_variants(p)) + noisy(p, a, rp.noisy_variants(p))],
-        "04": [s for a in ARCHS for s in clean(p, a, [(None, None)]) + noisy(p, a, [(None, None)])],
+        "04": [s for a in p.archs for s in clean(p, a, [(None, None)]) + noisy(p, a, [(None, None)])],
         "06": outlook.variance_aware_specs(p, "lenet5", outlook.variance_aware_sigmas(p)),
         "07": outlook.kind_specs(p, "lenet5", [(None, None), (p.bits[-1], None), (p.bits[-1], p.noisy_scale)],
                                  NOISE_KINDS, outlook.kind_sigmas(p)),
@@ -98,7 +100,9 @@ def notebook_runs(p: Profile) -> dict[str, list[Run]]:
         walking += [Run(s) for s in _resolved(clean(p, a, rp.qat_variants(p, a)) + noisy(p, a, [(None, None)]))]
         mid = p.noisy_sigmas()[len(p.noisy_sigmas()) // 2]
         images = p.for_arch(a).walking_test_subset or TEST_IMAGES
-        picks = [p.spec(a), p.spec(a, bits=p.bits[0], scale=p.scales(a)[0]), p.spec(a, sigma_train=mid, sigmas=(mid,))]
+        picks = [q for k in range(p.for_arch(a).seeds)  # notebook 05 profiles every seed of its three picks
+                 for q in (p.spec(a, seed=k), p.spec(a, bits=p.bits[0], scale=p.scales(a)[0], seed=k),
+                           p.spec(a, sigma_train=mid, sigmas=(mid,), seed=k))]
         walking += [Run(s, need_weights=True, walking=(n_walk, images)) for s in _resolved(picks)]
     runs["05"] = walking
     return {job: runs[job] for job in JOBS}
@@ -229,7 +233,8 @@ def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[flo
     """The Markdown report: networks and disk per notebook, then (with timings) CPU core-hours."""
     lines = [f"## Budget of `make figures PROFILE={p.name}`", "",
              f"{p.epochs} epochs; train/test images {p.train_subset or TRAIN_IMAGES}/{p.test_subset or TEST_IMAGES}"
-             f"{' (with arch overrides)' if p.arch_overrides else ''}; {p.seeds} seed(s); {p.n_sigmas} sigmas; "
+             f"{' (with per-architecture values)' if any(p.overrides(a) for a in ARCHS) else ''}; "
+             f"{p.seeds} seed(s); {p.n_sigmas} sigmas; "
              f"{p.repeats} noise draw(s); bits {', '.join(map(str, p.bits))}; "
              f"weights kept up to {DEFAULT_WEIGHTS_LIMIT_MB:g} MiB, and above it for networks trained without noise.",
              "", "| notebook | networks trained (new) | retrained (weights not kept) | kept weights | records + curves "

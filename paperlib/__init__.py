@@ -37,9 +37,18 @@ from .noise import (
     weight_layers,
 )
 from .quant import BIT_WIDTHS, CONST_SCALE_MAX
-from .runs.experiment import CacheWarning, RunResult, RunSpec, run
-from .runs.profile import Profile, load_profile
-from .runs.sweep import dask_executor, run_sweep
+from .runs import (
+    PROFILES,
+    CacheWarning,
+    Profile,
+    ResultsNotWritableError,
+    RunResult,
+    RunSpec,
+    dask_executor,
+    load_profile,
+    run,
+    run_sweep,
+)
 from .training import SIGMA_SAMPLINGS, TrainConfig, TrainResult, default_lr, train
 from .walking import fit_layer_curves, layer_curves, layer_sensitivity, noise_site_table
 
@@ -56,15 +65,17 @@ __all__ = [
     "DataNotFoundError",
     "GaussianNoise",
     "MidpointFit",
-    "NOISE_KINDS",
-    "SIGMA_SAMPLINGS",
-    "WeightNoise",
     "ModelStats",
+    "NOISE_KINDS",
+    "PROFILES",
     "Profile",
+    "ResultsNotWritableError",
     "RunResult",
     "RunSpec",
+    "SIGMA_SAMPLINGS",
     "TrainConfig",
     "TrainResult",
+    "WeightNoise",
     "accuracy",
     "add_noise",
     "augment",

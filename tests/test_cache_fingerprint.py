@@ -11,7 +11,7 @@ import paperlib.runs.experiment as experiment
 import paperlib.runs.provenance as provenance
 from paperlib import CacheWarning, RunSpec, run, run_sweep
 from paperlib.paper import Session
-from paperlib.runs.experiment import ResultsNotWritableError, check_writable
+from paperlib.runs.cache import ResultsNotWritableError, check_writable
 from paperlib.runs.fingerprint import (
     RESULT_MODULES,
     changed_modules,
@@ -22,7 +22,7 @@ from paperlib.runs.fingerprint import (
 from paperlib.runs.provenance import git_revision
 
 SPEC = dict(arch="lenet5", epochs=1, batch_size=32, sigmas=(0.1, 1.0), repeats=2)
-PAPERLIB = Path(experiment.__file__).resolve().parent
+PAPERLIB = Path(experiment.__file__).resolve().parents[1]  # the toolbox modules: paperlib/*.py
 
 
 def _no_training(monkeypatch):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from paperlib.midpoint import GRIDS, SPREADS, SimGrid, fit_midpoint_calibrated, simulate_coverage, simulate_sweeps
-from paperlib.paper import reproduce as rp
+from paperlib.runs import summary as rp
 
 TRIALS = 400
 

@@ -59,3 +59,11 @@ def test_an_image_without_its_csv_fails(tmp_path):
 
 def test_a_missing_folder_is_one_clear_problem(tmp_path):
     assert cf.check(tmp_path / "nope") == [f"{tmp_path / 'nope'} is not a folder of figures"]
+
+
+def test_every_module_a_figure_depends_on_exists():
+    """A renamed or moved module would silently drop out of the fingerprint (missing files are skipped)."""
+    from paperlib.runs.fingerprint import PACKAGE_DIR
+
+    missing = [m for m in cf.FIGURE_MODULES if not (PACKAGE_DIR / f"{m}.py").is_file()]
+    assert not missing, f"FIGURE_MODULES names modules that do not exist: {missing}"

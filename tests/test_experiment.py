@@ -179,7 +179,10 @@ def test_dask_local_cluster_matches_the_serial_sweep(tiny_root, tmp_path):
 @pytest.mark.parametrize(
     "make,match",
     [
-        (lambda: load_profile("huge"), "unknown profile 'huge'; choose one of smoke, quick, paper"),
+        (
+            lambda: load_profile("huge"),
+            "unknown profile 'huge'; choose one of smoke, quick, lenet-full, paper, paper-dryrun",
+        ),
         (
             lambda: RunSpec.from_dict({"arch": "lenet5", "epoch": 3}),
             "unknown RunSpec field\\(s\\) epoch; known fields: arch",
@@ -202,7 +205,7 @@ def test_profiles(tmp_path):
     smoke, quick, paper = (load_profile(n) for n in ("smoke", "quick", "paper"))
     assert paper.epochs == 500 and paper.seeds == 5 and len(paper.sigmas()) == 17
     assert np.allclose(paper.sigmas(), np.logspace(-2, 2, 17))
-    assert paper.lenet5_scales[0] == 0.25 and paper.lenet5_scales[-1] == 512
+    assert paper.scales("lenet5")[0] == 0.25 and paper.scales("lenet5")[-1] == 512
     assert smoke.epochs == 1 and quick.name == "quick"
     spec = paper.spec("vgg11", bits=8, scale=1.0, sigma_train=0.5)
     assert spec.sigma_ramp_epochs == 100 and spec.epochs == 500 and spec.repeats == 1

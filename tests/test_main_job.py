@@ -6,7 +6,7 @@ import pytest
 
 from paperlib.paper import notebooks
 from paperlib.runs import progress
-from paperlib.runs.experiment import RunSpec
+from paperlib.runs.spec import RunSpec
 from paperlib.runs.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -89,7 +89,7 @@ def check_outputs(figures: Path, expected: list[str]) -> None:
 def test_every_notebook_is_tested():
     assert [p.stem for p in NOTEBOOKS] == list(WRITES)
     main_job = (REPO / "Makefile").read_text()
-    main_job += "".join(p.read_text() for p in (REPO / "paperlib").glob("notebooks.py"))
+    main_job += (REPO / "paperlib" / "paper" / "notebooks.py").read_text()
     missing = [p.name for p in NOTEBOOKS if p.name not in main_job]
     assert not missing, f"make figures does not run {missing}"
 
@@ -106,15 +106,33 @@ def test_every_parameter_is_used_and_failures_are_a_parameter(notebook):
     assert re.search(r"from_parameters\([^)]*\ballow_failures\b", code), f"{notebook.name}: allow_failures not passed"
 
 
+#: The setup cell of every numbered notebook: the first code cell after ``parameters``, exactly these lines.
+SETUP = [
+    "from paperlib import paper",
+    "session = paper.Session.from_parameters(profile, device, data_root, results_dir, figures_dir, executor, "
+    "allow_failures)",
+]
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_stored_outputs_are_clean_and_one_checked_output_follows_the_runs(notebook):
     cells = [c for c in _cells(notebook) if c["cell_type"] == "code"]
     for c in cells:
         for out in c.get("outputs", []):
             assert out.get("name") != "stderr", f"{notebook.name}: stored stderr {''.join(out['text'])[:200]!r}"
-            text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+            data = out.get("data", {})
+            text = "".join(out.get("text", "")) + "".join(data.get("text/plain", "")) + "".join(
+                data.get("text/markdown", ""))
             assert not re.search(r"(/work/|/tmp/|/home/|[A-Z]:\\)", text), f"{notebook.name}: absolute path in {text!r}"
-    first_run = next(i for i, c in enumerate(cells) if re.search(r"session\.sweep\(", _source(c)))
+            assert not re.search(r"Warning|warn\(", text), f"{notebook.name}: a stored warning {text[:300]!r}"
+    after = next(i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])) + 1
+    setup = [line.rstrip() for line in _source(cells[after]).strip().splitlines()]
+    assert setup == SETUP, f"{notebook.name}: the setup cell after parameters is {setup}, expected {SETUP}"
+    imports = [line.strip() for c in cells for line in _source(c).splitlines()
+               if line.strip().startswith(("import ", "from "))]
+    assert imports == [SETUP[0]], f"{notebook.name} imports {imports}; the library shows and says the rest"
+    first_run = next(i for i, c in enumerate(cells)  # a sweep, or a library call on the session that runs one
+                     if re.search(r"session\.sweep\(|\(session\b", _source(c)))
     checked = [i for i, c in enumerate(cells) if "# NBVAL_CHECK_OUTPUT" in _source(c) and c.get("outputs")]
     assert any(i >= first_run for i in checked), f"{notebook.name}: no checked output depends on the runs"
 

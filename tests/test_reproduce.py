@@ -11,10 +11,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from paperlib import load_profile  # noqa: E402
+from paperlib import paper as pp  # noqa: E402
 from paperlib.midpoint import logistic  # noqa: E402
-from paperlib.paper import Session, plotting  # noqa: E402
+from paperlib.paper import Session, experiments, plotting  # noqa: E402
 from paperlib.paper import published as paper  # noqa: E402
-from paperlib.paper import reproduce as rp  # noqa: E402
 
 SIGMAS = np.logspace(-2, 2, 17)
 
@@ -51,7 +51,7 @@ def lenet_sweep():
 
 
 def test_summarize_recovers_the_midpoints(lenet_sweep):
-    s = rp.summarize(lenet_sweep).set_index(["variant", "regime"])
+    s = pp.summarize(lenet_sweep).set_index(["variant", "regime"])
     for variant, regime, mid in [
         ("fp32", "clean", 0.30),
         ("8-bit dynamic", "clean", 0.25),
@@ -71,33 +71,33 @@ def test_summarize_recovers_the_midpoints(lenet_sweep):
 def test_peak_accuracy_is_the_noise_free_accuracy_not_the_best_grid_point():
     df = pd.DataFrame(sweep_rows("lenet5", None, None, 0.70, 0.05, seeds=3))
     df["clean_accuracy"] = df.seed.map({0: 0.80, 1: 0.82, 2: 0.84})  # sigma 0: above the noisy grid's first point
-    row = rp.summarize(df).iloc[0]
+    row = pp.summarize(df).iloc[0]
     assert row.peak_acc == pytest.approx(0.82) and row.peak_acc_std == pytest.approx(0.02)
     assert row.best_grid_acc < 0.70 and row.peak_acc_err == pytest.approx(0.02 / math.sqrt(3))  # over seeds
-    one = rp.summarize(df[df.seed == 0]).iloc[0]  # one network: no spread, the test set's binomial error
+    one = pp.summarize(df[df.seed == 0]).iloc[0]  # one network: no spread, the test set's binomial error
     assert math.isnan(one.peak_acc_std) and one.peak_acc_err == pytest.approx(math.sqrt(0.8 * 0.2 / 2000), rel=0.01)
-    perfect = rp.summarize(df[df.seed == 0].assign(clean_accuracy=1.0)).iloc[0]
+    perfect = pp.summarize(df[df.seed == 0].assign(clean_accuracy=1.0)).iloc[0]
     assert 0 < perfect.peak_acc_err < 0.001  # 2000 of 2000 right: still an error bar
-    table = rp.compare_table_i(rp.summarize(df.assign(arch="vgg11")), "vgg11").set_index("variant")
-    assert table.loc["fp32", "peak acc. (%)"] == "82.0 ± 2.0"  # the paper's precision: % with one decimal
+    table = pp.compare_table_i(pp.summarize(df.assign(arch="vgg11")), "vgg11").set_index("variant")
+    assert table.loc["fp32", "peak acc. (%)"] == "82.0 ± 1.2"  # the paper's precision: % with one decimal, ± s.e.
 
 
 def test_diverged_networks_enter_the_means_and_are_counted():
     df = pd.DataFrame(sweep_rows("resnet18", 4, 8.0, 0.70, 0.5, seeds=2, diverged_seeds=(1,)))
-    row = rp.summarize(df).iloc[0]
+    row = pp.summarize(df).iloc[0]
     assert row.diverged == "1 of 2" and row.n_diverged == 1 and row.networks == 2
     assert row.peak_acc == pytest.approx((0.70 + 0.1) / 2, abs=0.01)  # the chance-level network is averaged in
     assert not row.collapsed and "collapsed" not in row.fit  # half its networks work: not a collapsed model
-    t = rp.compare_table_i(rp.summarize(df), "resnet18").set_index("variant")
+    t = pp.compare_table_i(pp.summarize(df), "resnet18").set_index("variant")
     assert t.loc["4-bit s=8", "diverged"] == "1 of 2" and t.loc["4-bit dynamic", "diverged"] == "–"
 
 
 def test_a_curve_whose_networks_all_diverged_is_collapsed_not_a_failed_fit(lenet_sweep):
     df = pd.DataFrame(sweep_rows("resnet18", 4, 10.0, 0.70, 0.5, seeds=2, diverged_seeds=(0, 1)))
-    row = rp.summarize(df).iloc[0]
+    row = pp.summarize(df).iloc[0]
     assert row.collapsed and not row.fit_ok and row.fit == "collapsed: diverged (NaN loss)"
     assert row.diverged == "2 of 2" and row.peak_acc == pytest.approx(0.1)
-    t = rp.compare_table_i(rp.summarize(df), "resnet18").set_index("variant")
+    t = pp.compare_table_i(pp.summarize(df), "resnet18").set_index("variant")
     assert t.loc["4-bit s=10", "fit"] == "collapsed: diverged (NaN loss)"
     assert t.loc["4-bit s=10", "diverged"] == "2 of 2"
     # a record from before diverged runs were scored: no curve at all, still a collapse by divergence
@@ -116,7 +116,7 @@ def test_a_curve_whose_networks_all_diverged_is_collapsed_not_a_failed_fit(lenet
             }
         ]
     )
-    row = rp.summarize(old).iloc[0]
+    row = pp.summarize(old).iloc[0]
     assert row.collapsed and row.fit == "collapsed: diverged (NaN loss)" and row.diverged == "1 of 1"
 
 
@@ -136,9 +136,9 @@ def test_curves_average_draws_then_take_the_spread_over_seeds():
             for seed, r, acc in [(0, 0, 0.5), (0, 1, 0.7), (1, 0, 0.8), (1, 1, 0.8)]
         ]
     )
-    c = rp.curves(df).iloc[0]
+    c = pp.curves(df).iloc[0]
     assert c.acc_mean == pytest.approx(0.7) and c.acc_std == pytest.approx(np.std([0.6, 0.8], ddof=1)) and c.seeds == 2
-    one_seed = rp.curves(df[df.seed == 0]).iloc[0]  # a single seed: the spread over noise draws
+    one_seed = pp.curves(df[df.seed == 0]).iloc[0]  # a single seed: the spread over noise draws
     assert one_seed.acc_std == pytest.approx(np.std([0.5, 0.7], ddof=1))
 
 
@@ -147,7 +147,7 @@ def srow(arch, bits, scale, peak, mid, regime="clean", peak_err=0.005, rel=0.02,
     ok = fit and mid is not None
     return {
         "arch": arch,
-        "variant": rp.variant_name(bits, scale),
+        "variant": pp.variant_name(bits, scale),
         "regime": regime,
         "bits": bits,
         "scale": scale,
@@ -170,7 +170,7 @@ def srow(arch, bits, scale, peak, mid, regime="clean", peak_err=0.005, rel=0.02,
 
 
 def verdicts(rows):
-    f = rp.findings(pd.DataFrame(rows))
+    f = pp.findings(pd.DataFrame(rows))
     return {r.statement: r.verdict for r in f.itertuples()}, {r.statement: r.evidence for r in f.itertuples()}
 
 
@@ -276,46 +276,48 @@ def test_finding_5_is_checked_when_the_architectures_are_there():
 
 
 def test_findings_from_a_sweep_and_their_report(lenet_sweep):
-    f = rp.findings(rp.summarize(lenet_sweep))
+    f = pp.findings(pp.summarize(lenet_sweep))
     by = dict(zip(f.statement, f.verdict))
     assert by[F1A] == "holds"
     assert by["lenet5 4-bit: a larger constant scale trades peak accuracy for robustness"] == "holds"
     assert by[F3] == "holds" and by[F4A] == "holds" and set(f.finding) == {1, 2, 3, 4}  # finding 5 left out
-    report = rp.findings_report(rp.summarize(lenet_sweep))
+    report = pp.findings_report(pp.summarize(lenet_sweep))
     assert "| finding | statement | verdict | evidence |" in report and "| 3 | " + F3 + " | **holds** |" in report
-    nothing = rp.findings_report(rp.summarize(lenet_sweep[lenet_sweep.bits.isna() & (lenet_sweep.sigma_train == 0)]))
+    nothing = pp.findings_report(pp.summarize(lenet_sweep[lenet_sweep.bits.isna() & (lenet_sweep.sigma_train == 0)]))
     assert nothing.startswith("None of the paper's findings") and nothing.endswith("not in it.")  # one sentence,
     assert "|" not in nothing and "\n" not in nothing and "Empty" not in nothing  # not an empty table
 
 
 def test_specs_follow_the_profile():
     quick = load_profile("quick")
-    variants = rp.qat_variants(quick, "lenet5")
+    variants = pp.qat_variants(quick, "lenet5")
     assert variants[0] == (None, None) and (4, None) in variants and (8, 512.0) in variants
-    assert len(variants) == 1 + len(quick.bits) * (1 + len(quick.lenet5_scales))
-    specs = rp.clean_specs(quick, "resnet18", [(None, None)])
+    assert len(variants) == 1 + len(quick.bits) * (1 + len(quick.scales("lenet5")))
+    specs = pp.clean_specs(quick, "resnet18", [(None, None)])
     assert (
-        len(specs) == quick.for_arch("resnet18").seeds and specs[0].epochs == quick.arch_overrides["resnet18"]["epochs"]
+        len(specs) == quick.for_arch("resnet18").seeds and specs[0].epochs == quick.per_arch["resnet18"]["epochs"]
     )
-    noisy = rp.noisy_specs(quick, "vgg11", [(None, None), (8, 1.0)], seeds=1)
+    noisy = pp.noisy_specs(quick, "vgg11", [(None, None), (8, 1.0)], seeds=1)
     assert len(noisy) == 2 * quick.noisy_n_sigmas
     assert all(s.sigmas == (s.sigma_train,) and s.sigma_ramp_epochs >= 1 for s in noisy)  # matched sigma; VGG ramps
-    assert rp.variant_name(None, None) == "fp32" and rp.variant_name(4.0, float("nan")) == "4-bit dynamic"
-    assert rp.variant_name(8, 0.5) == "8-bit s=0.5"
+    assert pp.variant_name(None, None) == "fp32" and pp.variant_name(4.0, float("nan")) == "4-bit dynamic"
+    assert pp.variant_name(8, 0.5) == "8-bit s=0.5"
 
 
-def test_profile_overrides_are_validated(tmp_path):
+def test_profile_per_arch_values_are_validated_and_override_the_paper_key_by_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("arch_overrides:\n  vgg11: {lr: 3}\n")
-    with pytest.raises(ValueError, match="arch_overrides in profile .* must map an architecture"):
+    bad.write_text("per_arch:\n  vgg11: {lr: 3}\n")
+    with pytest.raises(ValueError, match=r"per_arch\['vgg11'\] has unknown key\(s\) lr; valid keys: scales, epochs"):
         load_profile(bad)
-    bad.write_text("arch_overrides:\n  alexnet: {epochs: 3}\n")
-    with pytest.raises(ValueError, match="must map an architecture"):
+    bad.write_text("per_arch:\n  alexnet: {epochs: 3}\n")
+    with pytest.raises(ValueError, match="unknown architecture 'alexnet'; valid architectures: lenet5, vgg11, resn"):
         load_profile(bad)
     good = tmp_path / "good.yaml"
-    good.write_text("epochs: 4\narch_overrides:\n  vgg11: {epochs: 2, seeds: 1}\n")
+    good.write_text("epochs: 4\nper_arch:\n  vgg11: {epochs: 2, seeds: 1}\n  resnet18: {scales: [2, 4]}\n")
     p = load_profile(good)
     assert p.spec("vgg11").epochs == 2 and p.spec("lenet5").epochs == 4 and p.for_arch("vgg11").seeds == 1
+    assert p.scales("vgg11") == (0.5, 1.0, 2.0, 3.0) and p.scales("resnet18") == (2.0, 4.0)  # the paper's; given
+    assert p.for_arch("vgg11").scales("resnet18") == (2.0, 4.0) and p.for_arch("vgg11").overrides("vgg11") == {}
 
 
 def test_paper_tables_and_our_comparison(lenet_sweep):
@@ -323,13 +325,13 @@ def test_paper_tables_and_our_comparison(lenet_sweep):
     assert len(t1) == 24 and t1.query("arch == 'vgg11' and bits == 8 and scale.isna()").sigma_mid.item() == 0.024
     assert paper.table_ii().set_index("arch").loc["resnet18", "sigma_mid_noisy"] == 3.023
     rows = sweep_rows("vgg11", None, None, 0.8, 0.15) + sweep_rows("vgg11", 8, 7.0, 0.7, 0.2)
-    table = rp.compare_table_i(rp.summarize(pd.DataFrame(rows)), "vgg11")
+    table = pp.compare_table_i(pp.summarize(pd.DataFrame(rows)), "vgg11")
     assert list(table.variant[:2]) == ["fp32", "8-bit s=7"]  # ours first, then the paper's rows we did not run
     assert table.set_index("variant").loc["8-bit s=7", "paper peak acc. (%)"] == "–"
     assert table.set_index("variant").loc["8-bit s=3", "peak acc. (%)"] == "–"
     assert table.set_index("variant").loc["fp32", "paper sigma_mid (rel. err.)"] == "0.154 (0.5%)"
     assert table.set_index("variant").loc["8-bit s=1", "paper sigma_mid (rel. err.)"] == "0.2 (0.2%)"  # as printed
-    t2 = rp.compare_table_ii(rp.summarize(lenet_sweep), ("lenet5",))
+    t2 = pp.compare_table_ii(pp.summarize(lenet_sweep), ("lenet5",))
     assert t2.sigma_mid.item() == pytest.approx(0.30, rel=0.05) and t2.sigma_mid_noisy.item() == pytest.approx(
         2.5, rel=0.05
     )
@@ -339,13 +341,13 @@ def test_paper_tables_and_our_comparison(lenet_sweep):
 
 
 def test_tables_print_the_papers_precision():
-    assert rp._fmt_mid(0.2, 0.012) == "0.200 (1.2%)" and rp._fmt_mid(2.957, 0.0004) == "2.96 (0.0%)"
-    assert rp._fmt_mid(12.34, 0.1) == "12.3 (10.0%)" and rp._fmt_mid(math.nan, math.nan) == "–"
-    assert rp._fmt_acc(0.87654, 0.0123) == "87.7 ± 1.2" and rp._fmt_acc(0.5, math.nan) == "50.0"
+    assert experiments._fmt_mid(0.2, 0.012) == "0.200 (1.2%)" and experiments._fmt_mid(2.957, 0.0004) == "2.96 (0.0%)"
+    assert experiments._fmt_mid(12.34, 0.1) == "12.3 (10.0%)" and experiments._fmt_mid(math.nan, math.nan) == "–"
+    assert experiments._fmt_acc(0.87654, 0.0123) == "87.7 ± 1.2" and experiments._fmt_acc(0.5, math.nan) == "50.0"
 
 
 def test_architecture_stats_are_measured():
-    st = rp.architecture_stats(("lenet5",)).iloc[0]
+    st = pp.architecture_stats(("lenet5",)).iloc[0]
     assert st["noisy layers"] == 12 == st["paper noisy layers"]
     assert st["MACs (M)"] == 0.65 and st["params (M)"] == 0.062 and st["paper FLOPs (M)"] == 0.66
 
@@ -364,12 +366,12 @@ def test_figures_carry_their_provenance(lenet_sweep, tmp_path):
     ):
         assert part in caption
     fig, axes = plt.subplots(1, 2)
-    plotting.plot_curves(axes[0], rp.curves(lenet_sweep), fit=True)
-    plotting.plot_peak_vs_midpoint(axes[1], rp.summarize(lenet_sweep))
+    plotting.plot_curves(axes[0], pp.curves(lenet_sweep), fit=True)
+    plotting.plot_peak_vs_midpoint(axes[1], pp.summarize(lenet_sweep))
     assert "fp32" in axes[1].get_legend_handles_labels()[1] and not any(
         "diverged" in t for ax in axes for t in ax.get_legend_handles_labels()[1]
     )
-    paths = session.save(fig, "fig", rp.summarize(lenet_sweep), lenet_sweep)
+    paths = session.save(fig, "fig", pp.summarize(lenet_sweep), lenet_sweep)
     assert sorted(p.suffix for p in paths) == [".csv", ".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
     table = pd.read_csv(tmp_path / "fig" / "fig.csv", comment="#")
     assert len(table) == 9 and (tmp_path / "fig" / "fig.csv").read_text().startswith(f"# {caption}\n")
@@ -405,17 +407,90 @@ def test_figure_legends_flag_diverged_networks(lenet_sweep):
         ]
     )
     fig, axes = plt.subplots(1, 3)
-    plotting.plot_peak_vs_midpoint(axes[0], rp.summarize(df))
+    plotting.plot_peak_vs_midpoint(axes[0], pp.summarize(df))
     labels = axes[0].get_legend_handles_labels()[1]
     assert "8-bit s=512 (diverged 2/2): collapsed: diverged (NaN loss)" in labels
     assert any(t.startswith("8-bit s=64 (diverged 1/2)") for t in labels)
-    curves = rp.curves(df)
+    curves = pp.curves(df)
     plotting.plot_curves(axes[1], curves[curves.bits == 8])
     assert "8-bit s=64 (diverged 1/2)" in axes[1].get_legend_handles_labels()[1]
-    t2 = rp.compare_table_ii(
-        rp.summarize(pd.DataFrame(sweep_rows("lenet5", None, None, 0.7, 0.3, seeds=3, diverged_seeds=(2,)))),
+    t2 = pp.compare_table_ii(
+        pp.summarize(pd.DataFrame(sweep_rows("lenet5", None, None, 0.7, 0.3, seeds=3, diverged_seeds=(2,)))),
         ("lenet5",),
     )
     plotting.plot_midpoints(axes[2], t2)
     assert t2.diverged.item() == "1 of 3" and "(diverged 1 of 3)" in axes[2].get_xticklabels()[0].get_text()
     plt.close(fig)
+
+
+def _hand_summary() -> pd.DataFrame:
+    """A summary as summarize() returns it, with round numbers to read in the formatted tables."""
+    cols = ["arch", "variant", "regime", "bits", "scale", "seeds", "networks", "n_diverged", "diverged", "failed",
+            "peak_acc", "peak_acc_std", "peak_acc_err", "best_grid_acc", "sigma_mid", "sigma_mid_err", "rel_err",
+            "fit", "fit_ok", "collapsed"]
+    rows = [
+        ("lenet5", "fp32", "clean", math.nan, math.nan, 2, 2, 0, "0 of 2", 0, 0.47525, 0.01, 0.0123, 0.47, 0.2861,
+         0.0034, 0.0034 / 0.2861, "0.286 (1.2%)", True, False),
+        ("lenet5", "8-bit s=8", "clean", 8, 8.0, 2, 2, 1, "1 of 2", 0, 0.4, 0.02, 0.015, 0.39, 0.95, 0.05,
+         0.05 / 0.95, "0.95 (5.3%)", True, False),
+        ("lenet5", "8-bit dynamic", "clean", 8, math.nan, 2, 2, 0, "0 of 2", 0, 0.46, 0.01, 0.01, 0.45, math.nan,
+         math.nan, math.nan, "no midpoint (too few points on the fall)", False, False),
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_the_percent_table_prints_accuracy_in_percent_and_sigma_mid_with_three_digits_and_errors():
+    table = pp.percent_table(_hand_summary()).set_index("variant")
+    assert table.loc["fp32", "peak acc. (%)"] == "47.5 ± 1.2"  # one decimal in %, ± the standard error
+    assert table.loc["fp32", "sigma_mid (rel. err.)"] == "0.286 (1.2%)"
+    assert table.loc["8-bit s=8", "sigma_mid (rel. err.)"] == "0.950 (5.3%)" and table.loc["8-bit s=8", "fit"] == "ok"
+    assert table.loc["8-bit dynamic", "sigma_mid (rel. err.)"] == "–"
+    assert table.loc["8-bit dynamic", "fit"].startswith("no midpoint")
+    assert "0.475" not in table.to_string()  # no raw fraction left
+    empty = pp.percent_table(_hand_summary().iloc[:0])
+    assert isinstance(empty, pp.Markdown) and "no curve" in empty and "Empty" not in empty
+
+
+def test_fig2_table_sets_our_rows_beside_the_numbers_the_paper_gives():
+    table = pp.compare_fig2(_hand_summary()).set_index("variant")
+    assert table.loc["fp32", ["paper peak acc. (%)", "paper sigma_mid"]].tolist() == ["75.0", "0.286"]
+    assert table.loc["8-bit s=8", ["paper peak acc. (%)", "paper sigma_mid"]].tolist() == ["70.0", "> 0.858 (+200%)"]
+    assert table.loc["8-bit dynamic", "paper peak acc. (%)"] == "–"
+
+
+def test_what_fig2_shows_names_the_numbers_it_was_given():
+    text = pp.what_fig2_shows(_hand_summary(), load_profile("quick"))
+    assert text._repr_markdown_() == str(text)  # a notebook shows it as Markdown
+    for part in ("47.5 ± 1.2%", "(paper: 75%)", "0.286 ± 0.0034", "8-bit s=8", "40.0 ± 1.5%", "0.95 ± 0.05",
+                 "+232% over fp32", "over 200%", "Profile **quick**", "| finding |"):
+        assert part in text, f"{part!r} missing from {text}"
+
+
+def test_what_fig3_shows_the_gain_of_noisy_training_beside_the_papers(lenet_sweep):
+    summary = pp.summarize(lenet_sweep)
+    clean, noisy = pp.summary_row(summary, "lenet5", "fp32"), pp.summary_row(summary, "lenet5", "fp32", "noisy")
+    text = pp.what_fig3_shows(summary, load_profile("smoke"))
+    gain = f"{noisy.sigma_mid / clean.sigma_mid:.2g}x"
+    assert gain in text and "9.1x" in text and "0.286 -> 2.59" in text and "smoke test" in text, text
+    table = pp.compare_fig3(summary).set_index(["arch", "variant"])
+    fp32 = table.loc[("lenet5", "fp32")]
+    assert fp32["gain"].startswith(gain + " ± ") and fp32["paper gain"] == "9.1x"
+    assert table.loc[("lenet5", "8-bit s=8"), "gain"] == "–"  # no noisy-trained 8-bit s=8 in this sweep
+
+
+def test_tables_i_and_ii_as_shown_hold_no_raw_fractions(lenet_sweep):
+    summary = pp.summarize(lenet_sweep)
+    shown = pp.compare_table_ii(summary, ("lenet5",), numbers=False)
+    assert "sigma_mid" not in shown and "peak acc. (%)" in shown and "arch" not in shown
+    assert pp.what_table2_shows(summary, load_profile("quick")).count("LeNet-5 fp32") == 2
+    with pytest.raises(ValueError, match="Table I covers arch 'vgg11' or 'resnet18', got 'lenet5'"):
+        pp.published_table_i("lenet5")
+    assert pp.published_table_i("vgg11").set_index("variant").loc["8-bit dynamic", "paper sigma_mid (rel. err.)"] == (
+        "0.024 (0.1%)")
+
+
+def test_a_session_says_where_its_folders_are_without_an_absolute_path(tmp_path, capsys):
+    session = Session.from_parameters("smoke", "cpu", str(tmp_path / "d"), str(tmp_path / "r"), str(tmp_path / "f"))
+    line = capsys.readouterr().out.strip()
+    assert line == session.describe() == "profile smoke; results in r (outside the repository); figures in f " \
+                                         "(outside the repository)"

@@ -1,4 +1,7 @@
-"""Plots of the paper's figures. Each function takes a matplotlib ``ax`` and returns it; :func:`savefig` writes files.
+"""Plots of the paper's figures. Each ``plot_*`` function takes a matplotlib ``ax`` and returns it; :func:`fig2`,
+:func:`table1_figure`, :func:`fig3` and :func:`table2_figure` compose them into a notebook's figure (a
+:class:`matplotlib.figure.Figure` outside pyplot: a notebook shows it once, as its cell's last expression);
+:func:`savefig` writes files.
 
 Colours follow the paper's Fig. 2: fp32 black, dynamic scaling orange,
 constant scales along a colour map by scale; noisy training dashed (Fig. 3).
@@ -13,10 +16,13 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ..atomic import write_atomic
 from ..midpoint import fit_midpoint
-from . import reproduce
+from ..models import ARCH_NAMES
+from ..runs import summary as runs_summary
+from ..runs.profile import Profile
 
 
 def _legend(ax: plt.Axes, **kwargs) -> None:
@@ -28,7 +34,7 @@ def _legend(ax: plt.Axes, **kwargs) -> None:
 
 
 def _diverged_note(g: pd.DataFrame, regime: str) -> str:
-    """The legend note ' (diverged k/n)' for one curve's rows of :func:`paperlib.reproduce.curves`, else "".
+    """The legend note ' (diverged k/n)' for one curve's rows of :func:`paperlib.runs.summary.curves`, else "".
 
     Trained without noise, the same networks make every point (k, n: the most
     at any point); noisy-trained curves have other networks at each sigma (summed).
@@ -41,9 +47,10 @@ def _diverged_note(g: pd.DataFrame, regime: str) -> str:
 
 
 def _fit(g: pd.DataFrame):
-    """The fit :func:`paperlib.reproduce.summarize` makes of one curve's rows: the drawn curve is the reported one."""
+    """The fit :func:`paperlib.runs.summary.summarize` makes of one curve's rows: the drawn curve is the reported
+    one."""
     if "acc_seeds" in g:
-        return reproduce.fit_curve(g)
+        return runs_summary.fit_curve(g)
     return fit_midpoint(g.sigma.to_numpy(), g.acc_mean.to_numpy(), g.acc_std.to_numpy())  # rows of older tables
 
 
@@ -60,7 +67,7 @@ def variant_color(bits: float | None, scale: float | None, scales: list[float] |
 
 def plot_curves(ax: plt.Axes, curves: pd.DataFrame, *, fit: bool = False, title: str | None = None,
                 scales: list[float] | None = None) -> plt.Axes:
-    """Accuracy vs sigma, one curve per variant and regime (rows of :func:`paperlib.reproduce.curves`).
+    """Accuracy vs sigma, one curve per variant and regime (rows of :func:`paperlib.runs.summary.curves`).
 
     Points are the mean over seeds with their spread as error bars (log sigma
     axis, accuracy in %), joined by lines; ``fit`` overlays the fitted logistic
@@ -130,7 +137,7 @@ def plot_peak_vs_midpoint(ax: plt.Axes, summary: pd.DataFrame, *, title: str | N
         if not r.fit_ok:
             why = (
                 r.fit
-                if r.fit == reproduce.COLLAPSED_DIVERGED
+                if r.fit == runs_summary.COLLAPSED_DIVERGED
                 else "collapsed (at chance)"
                 if r.collapsed
                 else "no midpoint"
@@ -150,7 +157,7 @@ def plot_peak_vs_midpoint(ax: plt.Axes, summary: pd.DataFrame, *, title: str | N
 def plot_midpoints(ax: plt.Axes, table: pd.DataFrame, *, title: str | None = None) -> plt.Axes:
     """Table II as bars: sigma_mid per architecture without and with noisy training, ours and the paper's (log axis).
 
-    ``table`` is :func:`paperlib.reproduce.compare_table_ii`'s output; our bars
+    ``table`` is :func:`paperlib.paper.experiments.compare_table_ii`'s output; our bars
     carry the fits' standard errors, and an architecture with diverged networks
     is flagged under its name ("diverged 1 of 2", docs/protocol.md §11).
     """
@@ -226,7 +233,7 @@ def plot_train_infer_map(
     """Accuracy (%) per training sigma (rows) and inference sigma (columns), annotated.
 
     ``grid``: columns ``sigma_train``, ``sigma``, ``acc_mean`` (e.g. one method of
-    :func:`paperlib.outlook.train_infer_map`, or :func:`paperlib.outlook.method_gain`);
+    :func:`paperlib.paper.beyond.train_infer_map`, or :func:`paperlib.paper.beyond.method_gain`);
     ``diverging`` centres a red-blue map on 0 (differences).
     """
     wide = grid.pivot_table(index="sigma_train", columns="sigma", values="acc_mean") * 100
@@ -254,6 +261,59 @@ def plot_train_infer_map(
     if title:
         ax.set_title(title)
     return ax
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure that pyplot does not keep: made through pyplot (so that a notebook's inline backend is set up and
+    shows figures as images), then let go, so that a notebook shows it once, as its cell's last expression, and
+    never again at the end of the cell."""
+    fig = plt.figure(figsize=figsize)
+    plt.close(fig)
+    return fig
+
+
+def fig2(df: pd.DataFrame, profile: Profile, arch: str = "lenet5") -> Figure:
+    """Fig. 2 from the sweep table ``df``: one panel of accuracy vs sigma per bit width of ``profile`` (fp32 in
+    each), then peak accuracy vs sigma_mid; constant scales keep their colour across
+    panels (``profile.scales(arch)``)."""
+    curves, summary = runs_summary.curves(df), runs_summary.summarize(df)
+    bits = list(profile.bits)
+    fig = _new_figure((5.2 * (len(bits) + 1), 4.2))
+    axes = fig.subplots(1, len(bits) + 1, squeeze=False)[0]
+    for ax, b, letter in zip(axes, bits, "abcdefgh"):
+        plot_curves(ax, curves[curves.bits.isna() | (curves.bits == b)],
+                    title=f"({letter}) {ARCH_NAMES.get(arch, arch)}, {b}-bit", scales=list(profile.scales(arch)))
+    plot_peak_vs_midpoint(axes[-1], summary, title=f"({'abcdefgh'[len(bits)]}) peak accuracy vs midpoint noise level")
+    return fig
+
+
+def table1_figure(df: pd.DataFrame, profile: Profile, arch: str) -> Figure:
+    """The accuracy-vs-sigma curves behind Table I for ``arch``: one panel per bit width of ``profile``, fp32 in
+    each."""
+    curves = runs_summary.curves(df)
+    bits = list(profile.bits)
+    fig = _new_figure((5.5 * len(bits), 4.2))
+    for ax, b in zip(fig.subplots(1, len(bits), squeeze=False)[0], bits):
+        plot_curves(ax, curves[curves.bits.isna() | (curves.bits == b)], title=f"{ARCH_NAMES.get(arch, arch)}, {b}-bit",
+                    scales=list(profile.scales(arch)))
+    return fig
+
+
+def fig3(df: pd.DataFrame, archs: tuple[str, ...]) -> Figure:
+    """Fig. 3 from the sweep table ``df``: one panel per architecture of ``archs``, trained without noise (solid)
+    and with noisy training (dashed)."""
+    curves = runs_summary.curves(df)
+    fig = _new_figure((6 * len(archs), 4.5))
+    for ax, a, letter in zip(fig.subplots(1, len(archs), squeeze=False)[0], archs, "abcdefgh"):
+        plot_curves(ax, curves[curves.arch == a], title=f"({letter}) {ARCH_NAMES.get(a, a)}")
+    return fig
+
+
+def table2_figure(table: pd.DataFrame) -> Figure:
+    """Table II as bars (:func:`plot_midpoints`); ``table``: :func:`paperlib.paper.experiments.compare_table_ii`."""
+    fig = _new_figure((7, 4.2))
+    plot_midpoints(fig.subplots(), table, title="midpoint noise level, fp32: without and with noisy training")
+    return fig
 
 
 def savefig(

@@ -23,6 +23,7 @@ from ..runs.check_figures import fingerprint_line
 from ..runs.experiment import RunSpec
 from ..runs.profile import Profile, load_profile
 from ..runs.provenance import git_revision
+from ..runs.summary import label
 from ..runs.sweep import dask_executor, run_sweep
 from .plotting import save_table, savefig
 
@@ -87,14 +88,14 @@ class Session:
         else ``<repo>/results``; figures ``$PAPERLIB_FIGURES``, else
         ``<repo>/figures/<profile name>`` (one folder per profile, so a smoke run
         never overwrites the quick figures; ``<repo>`` is found from the working directory).
-        ``allow_failures``: see :meth:`sweep`.
+        ``allow_failures``: see :meth:`sweep`. Prints :meth:`describe`'s line.
         """
         root = project_root()
         env = os.environ.get
         if not isinstance(allow_failures, bool):
             raise ValueError(f"allow_failures must be True or False, got {allow_failures!r}")
         resolved = load_profile(profile or env("PAPERLIB_PROFILE") or "quick")
-        return cls(
+        session = cls(
             profile=resolved,
             device=device,
             data_root=data_root or env("PAPERLIB_DATA") or str(root / "data"),
@@ -103,6 +104,23 @@ class Session:
             executor=executor,
             allow_failures=allow_failures,
         )
+        print(session.describe())
+        return session
+
+    def describe(self) -> str:
+        """One line: the profile and where results and figures go, never as an absolute path (a stored notebook
+        output must not hold one): relative to the working directory inside the repository, else the folder's name
+        and "outside the repository"."""
+        root = project_root()
+
+        def where(path: str | os.PathLike) -> str:
+            full = Path(path).resolve()
+            if full == root or root in full.parents:
+                return os.path.relpath(full)
+            return f"…/{full.name} (outside the repository)"
+
+        results, figures = where(self.results_dir), where(self.figures_dir)
+        return f"profile {self.profile.name}; results in {results}; figures in {figures}"
 
     @contextlib.contextmanager
     def _executor(self) -> Iterator:
@@ -162,8 +180,6 @@ class Session:
         In the ``smoke`` profile VGG-11 and ResNet-18 train for one step and learn nothing: only their noisy end
         is printed as a number.
         """
-        from .reproduce import label
-
         def level(acc: float) -> str:
             return "chance" if acc <= 0.3 else f"{round(acc, 1):.0%}"
 

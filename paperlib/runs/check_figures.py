@@ -21,8 +21,10 @@ from pathlib import Path
 
 from .fingerprint import RESULT_MODULES, changed_modules, code_fingerprint, compute_fingerprint
 
-#: Modules that turn cached results into a figure's numbers (fits, summaries, tables), beside RESULT_MODULES.
-ANALYSIS_MODULES: tuple[str, ...] = ("midpoint", "reproduce", "outlook", "walking", "paper")
+#: Modules that turn cached results into a figure's numbers (fits, summaries, tables), beside RESULT_MODULES;
+#: paths below ``paperlib/`` without ``.py``.
+ANALYSIS_MODULES: tuple[str, ...] = ("midpoint", "walking", "runs/summary", "paper/experiments", "paper/findings",
+                                     "paper/beyond", "paper/published")
 #: Everything a figure's numbers depend on.
 FIGURE_MODULES: tuple[str, ...] = RESULT_MODULES + ANALYSIS_MODULES
 #: The comment line that carries the fingerprint in a figure's CSV.

@@ -5,10 +5,22 @@ The defaults of :class:`Profile` are the paper's protocol; each YAML file in
 
 - ``smoke``: every notebook in about a minute on 2 CPU cores (CI, nbval);
 - ``quick``: real CIFAR-10 at laptop scale (the deeper networks on fewer images
-  and epochs, via ``arch_overrides``), about an hour on 2 CPU cores;
+  and epochs, via ``per_arch``), about an hour on 2 CPU cores;
+- ``lenet-full``: LeNet-5 on all of CIFAR-10 with the paper's grids, at fewer epochs and seeds;
 - ``paper``: the paper's protocol (500 epochs, the authors' grids, 17 sigmas, 5 seeds);
 - ``paper-dryrun``: every grid and architecture of ``paper`` at one epoch on 50 images and one seed: tests that
   ``make figures PROFILE=paper`` runs end to end (tests/test_paper_dryrun.py), numbers mean nothing.
+
+Values per architecture live in one mapping, ``per_arch``: architecture ->
+{key: value}, the keys being :data:`PER_ARCH_KEYS` (``scales``, the constant
+activation scales of Fig. 2 and Table I, and the fields of :data:`OVERRIDABLE`).
+Its paper defaults (:data:`PAPER_PER_ARCH`) hold each architecture's scales;
+a profile overrides them key by key, so a YAML file that sets only
+``per_arch: {resnet18: {epochs: 4}}`` keeps ResNet-18's paper scales::
+
+    per_arch:
+      lenet5: {scales: [0.25, 1.0, 8.0, 64.0, 512.0]}
+      resnet18: {scales: [0.5, 1.0, 10.0], epochs: 4, train_subset: 2500, seeds: 1}
 """
 from __future__ import annotations
 
@@ -23,12 +35,51 @@ import numpy as np
 import yaml
 
 from ..models import ARCHS
-from .experiment import RunSpec
+from .spec import RunSpec
 
 CONFIG_DIR = Path(__file__).resolve().parent / "profiles"
-PROFILES: tuple[str, ...] = ("smoke", "quick", "lenet-full", "paper", "paper-dryrun")
-#: Profile fields that ``arch_overrides`` may set per architecture.
+PROFILES: tuple[str, ...] = ("smoke", "quick", "lenet-full", "gpu", "paper", "paper-dryrun")
+#: Profile fields that ``per_arch`` may set for one architecture (they override the profile-wide value).
 OVERRIDABLE: tuple[str, ...] = ("epochs", "train_subset", "test_subset", "seeds", "repeats", "walking_test_subset")
+#: The keys of one architecture's entry in ``per_arch``: its constant scales and the fields of OVERRIDABLE.
+PER_ARCH_KEYS: tuple[str, ...] = ("scales", *OVERRIDABLE)
+#: The paper's per-architecture values: the constant activation scales s of the authors' grids
+#: (LeNet-5: Fig. 2, 0.25 ... 512 in powers of two; VGG-11 and ResNet-18: Table I).
+PAPER_PER_ARCH: Mapping[str, Mapping[str, Any]] = {
+    "lenet5": {"scales": tuple(2.0**k for k in range(-2, 10))},
+    "vgg11": {"scales": (0.5, 1.0, 2.0, 3.0)},
+    "resnet18": {"scales": (0.5, 1.0, 4.0, 8.0, 10.0)},
+}
+
+
+def _merge_per_arch(per_arch: Any) -> dict[str, dict[str, Any]]:
+    """:data:`PAPER_PER_ARCH` overridden key by key by ``per_arch``; scales as tuples of floats.
+
+    Raises:
+        ValueError: ``per_arch`` is not a mapping, or names an unknown architecture or key.
+    """
+    if not isinstance(per_arch, Mapping):
+        raise ValueError(f"per_arch must map an architecture ({', '.join(ARCHS)}) to {{key: value}}, "
+                         f"got {per_arch!r}")
+    out = {arch: dict(PAPER_PER_ARCH.get(arch, {})) for arch in ARCHS}
+    for arch, values in per_arch.items():
+        if arch not in ARCHS:
+            raise ValueError(f"per_arch names an unknown architecture {arch!r}; valid architectures: "
+                             f"{', '.join(ARCHS)}")
+        if not isinstance(values, Mapping):
+            raise ValueError(f"per_arch[{arch!r}] must be a mapping of key: value (keys: "
+                             f"{', '.join(PER_ARCH_KEYS)}), got {values!r}")
+        unknown = sorted(set(values) - set(PER_ARCH_KEYS))
+        if unknown:
+            raise ValueError(f"per_arch[{arch!r}] has unknown key(s) {', '.join(map(str, unknown))}; valid keys: "
+                             f"{', '.join(PER_ARCH_KEYS)}")
+        out[arch].update(values)
+    for arch, values in out.items():
+        scales = values.get("scales")
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, (list, tuple)):
+            raise ValueError(f"per_arch[{arch!r}]['scales'] must be a list of constant scales, got {scales!r}")
+        values["scales"] = tuple(float(v) for v in scales)
+    return out
 
 
 @dataclass(frozen=True)
@@ -55,12 +106,6 @@ class Profile:
     """points of the log-spaced sigma grid (authors: 17, four per decade)"""
     bits: tuple[int, ...] = (4, 8)
     """quantized bit widths"""
-    lenet5_scales: tuple[float, ...] = tuple(2.0**k for k in range(-2, 10))
-    """constant scales for LeNet-5 (Fig. 2: 0.25 ... 512 in powers of two)"""
-    vgg11_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
-    """constant scales for VGG-11 (Table I)"""
-    resnet18_scales: tuple[float, ...] = (0.5, 1.0, 4.0, 8.0, 10.0)
-    """constant scales for ResNet-18 (Table I)"""
     archs: tuple[str, ...] = ("lenet5", "vgg11", "resnet18")
     """architectures of the multi-architecture figures (Fig. 3, Table II)"""
     vgg11_ramp_epochs: int = 100
@@ -73,8 +118,13 @@ class Profile:
     """constant scale s of the constant-scaling variant in noisy training (Fig. 3)"""
     walking_test_subset: int | None = None
     """test images of each walking-noise sweep (one sweep per noise module); None = all 10,000"""
-    arch_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """per-architecture values of the fields in OVERRIDABLE (e.g. fewer images and epochs for VGG-11)"""
+    per_arch: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _merge_per_arch({}))
+    """architecture -> {key: value} (keys: PER_ARCH_KEYS): its constant scales (paper defaults: PAPER_PER_ARCH) and
+    its own values of the fields in OVERRIDABLE (e.g. fewer images and epochs for VGG-11); given values override
+    the paper defaults key by key"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_arch", _merge_per_arch(self.per_arch))
 
     def sigmas(self) -> tuple[float, ...]:
         """The evaluation grid: ``n_sigmas`` points, log-spaced from ``sigma_min`` to ``sigma_max``."""
@@ -87,13 +137,26 @@ class Profile:
     def _grid(self, n: int) -> tuple[float, ...]:
         return tuple(float(s) for s in np.logspace(np.log10(self.sigma_min), np.log10(self.sigma_max), n))
 
+    def _arch(self, arch: str) -> Mapping[str, Any]:
+        if arch not in self.per_arch:
+            raise ValueError(f"unknown architecture {arch!r}; valid architectures: {', '.join(self.per_arch)}")
+        return self.per_arch[arch]
+
+    def overrides(self, arch: str) -> dict[str, Any]:
+        """The fields of OVERRIDABLE that ``per_arch`` sets for ``arch`` (empty: the profile-wide values)."""
+        return {k: v for k, v in self._arch(arch).items() if k in OVERRIDABLE}
+
     def for_arch(self, arch: str) -> Profile:
-        """This profile with ``arch``'s overrides applied (epochs, subsets, seeds, repeats)."""
-        return replace(self, arch_overrides={}, **self.arch_overrides.get(arch, {}))
+        """This profile with ``arch``'s values of ``per_arch`` applied (epochs, subsets, seeds, repeats).
+
+        The result keeps every architecture's scales and no other per-architecture values.
+        """
+        scales_only = {a: {"scales": v["scales"]} for a, v in self.per_arch.items()}
+        return replace(self, per_arch=scales_only, **self.overrides(arch))
 
     def scales(self, arch: str) -> tuple[float, ...]:
-        """The constant scales of ``arch``."""
-        return getattr(self, f"{arch}_scales")
+        """The constant activation scales of ``arch`` (Fig. 2, Table I), from ``per_arch``."""
+        return self._arch(arch)["scales"]
 
     def spec(self, arch: str, **fields: Any) -> RunSpec:
         """A :class:`RunSpec` with this profile's epochs, subsets and grid; ``fields`` override.
@@ -127,16 +190,12 @@ def load_profile(name: str | os.PathLike = "quick") -> Profile:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(unknown)} in profile {path}; known fields: {', '.join(known)}")
-    overrides = values.get("arch_overrides", {})
-    for arch, fields in overrides.items():
-        if arch not in ARCHS or not isinstance(fields, dict) or set(fields) - set(OVERRIDABLE):
-            raise ValueError(
-                f"arch_overrides in profile {path} must map an architecture ({', '.join(ARCHS)}) "
-                f"to values of {', '.join(OVERRIDABLE)}; got {arch}: {fields!r}"
-            )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     values.setdefault("name", path.stem)
-    profile = Profile(**values)
+    try:
+        profile = Profile(**values)
+    except ValueError as exc:
+        raise ValueError(f"in profile {path}: {exc}") from None
     for arch in ARCHS:
         profile.spec(arch)  # validates epochs, subsets, grid, with the overrides
         if not (isinstance(profile.for_arch(arch).seeds, int) and profile.for_arch(arch).seeds >= 1):

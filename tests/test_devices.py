@@ -1,0 +1,35 @@
+"""The fast QAT path and the frozen evaluation path on every device this machine has (the GPU check's own code).
+
+``benchmarks/gpu_check.py`` is the one script to run where a GPU is lent; here it runs on each available device
+with few steps. On the CPU both paths must equal Brevitas bit for bit; on CUDA, float-level differences from
+reordered sums are allowed (bounded below).
+"""
+import pytest
+import torch
+
+from benchmarks.gpu_check import check_device, compare
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_training_and_frozen_evaluation_equal_brevitas_on_the_device(device):
+    result = check_device(device, quick=True)
+    lenet = result["archs"]["lenet5"]
+    assert set(lenet["fast_vs_brevitas"]) == {"int8_constant", "int8_dynamic"}
+    for name, c in {**lenet["fast_vs_brevitas"], "frozen": lenet["frozen_vs_brevitas"]}.items():
+        if device == "cpu":
+            assert c["bitwise_equal"], f"{name}: max |diff| {c['max_abs_diff']}"
+        else:
+            assert c["max_abs_diff"] < 1e-4, f"{name}: max |diff| {c['max_abs_diff']}"
+    assert all(v > 0 for v in lenet["train_images_per_s"].values())
+    assert result["device"].startswith(device)
+
+
+def test_the_comparison_sees_one_flipped_bit():
+    a = torch.randn(5)
+    b = a.clone()
+    b[2] = torch.nextafter(b[2], torch.tensor(float("inf")))
+    assert compare([a], [a.clone()])["bitwise_equal"]
+    c = compare([a], [b])
+    assert not c["bitwise_equal"] and 0 < c["max_abs_diff"] < 1e-5
