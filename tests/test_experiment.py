@@ -181,7 +181,7 @@ def test_dask_local_cluster_matches_the_serial_sweep(tiny_root, tmp_path):
     [
         (
             lambda: load_profile("huge"),
-            "unknown profile 'huge'; choose one of smoke, quick, lenet-full, paper, paper-dryrun",
+            "unknown profile 'huge'; choose one of smoke, quick, lenet-full, gpu, paper, paper-dryrun",
         ),
         (
             lambda: RunSpec.from_dict({"arch": "lenet5", "epoch": 3}),

@@ -492,5 +492,5 @@ def test_tables_i_and_ii_as_shown_hold_no_raw_fractions(lenet_sweep):
 def test_a_session_says_where_its_folders_are_without_an_absolute_path(tmp_path, capsys):
     session = Session.from_parameters("smoke", "cpu", str(tmp_path / "d"), str(tmp_path / "r"), str(tmp_path / "f"))
     line = capsys.readouterr().out.strip()
-    assert line == session.describe() == "profile smoke; results in r (outside the repository); figures in f " \
+    assert line == session.describe() == "profile smoke; results in …/r (outside the repository); figures in …/f " \
                                          "(outside the repository)"
