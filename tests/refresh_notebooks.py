@@ -22,6 +22,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from paperlib.paper.notebooks import kernel_manager_class
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
@@ -49,6 +51,7 @@ def refresh(notebook: Path, env: dict[str, str], timeout: int = 1200) -> None:
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                       kernel_manager_class=kernel_manager_class(),
                        resources={"metadata": {"path": str(notebook.parent)}}).execute()
     finally:
         os.environ.clear()

@@ -61,3 +61,8 @@ def test_the_executor_reaches_the_notebooks(monkeypatch, tmp_path):
     monkeypatch.setattr(notebooks, "run_job", run_job)
     assert notebooks.main(["--profile", "smoke", "--executor", "local:2", "--out", str(tmp_path), "01"]) == 0
     assert seen == ["local:2"]
+
+
+def test_every_job_names_a_notebook_that_exists():
+    missing = [j.notebook for j in notebooks.JOBS if not (notebooks.NOTEBOOK_DIR / j.notebook).is_file()]
+    assert not missing, f"jobs name notebooks missing from {notebooks.NOTEBOOK_DIR}: {missing}"

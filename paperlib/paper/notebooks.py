@@ -25,7 +25,7 @@ from typing import Any
 
 from ..runs import progress
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,27 @@ def skip_reason(job: Job, profile: str) -> str | None:
     return None
 
 
+def kernel_manager_class():
+    """The kernel manager of the main job: CurveZMQ-encrypted kernel sockets where pyzmq supports them.
+
+    ipykernel >= 7.3 warns on every start of a kernel whose TCP sockets are not encrypted; the kernel runs on
+    this machine, so encrypting them (jupyter_client's ``transport_encryption = "auto"``: when the kernelspec
+    declares support) removes the warning from the terminal at no cost. Without CurveZMQ: the default manager.
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+
+    if not zmq.has("curve") or "transport_encryption" not in AsyncKernelManager.class_trait_names():
+        return AsyncKernelManager
+
+    class EncryptedKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport_encryption = "auto"
+
+    return EncryptedKernelManager
+
+
 def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") -> bool:
     """Run one notebook; print its progress; return whether it succeeded.
 
@@ -138,6 +159,7 @@ def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") 
             parameters=params,
             cwd=str(NOTEBOOK_DIR),
             kernel_name="python3",
+            kernel_manager_class=kernel_manager_class(),
             progress_bar=False,
         )
     except PapermillExecutionError as exc:
