@@ -107,7 +107,8 @@ def test_walking_models_pick_the_most_robust_qat_and_a_matched_noisy_network():
 
 
 def test_walking_noise_has_one_row_per_network_module_and_sigma_and_seeds_set_the_networks(tmp_path):
-    tiny = replace(load_profile("smoke"), name="tiny", train_subset=300, test_subset=20, walking_test_subset=20,
+    tiny = replace(load_profile("smoke"), name="tiny", archs=("lenet5",), train_subset=300, test_subset=20,
+                   walking_test_subset=20,
                    n_sigmas=5, noisy_n_sigmas=1)
     data = make_learnable_release(tmp_path / "data", n_train=300, n_test=20)  # enough to pick QAT and noisy models
     session = Session(tiny, "cpu", str(data), str(tmp_path / "results"), tmp_path / "figures", "")
