@@ -66,3 +66,12 @@ def test_the_executor_reaches_the_notebooks(monkeypatch, tmp_path):
 def test_every_job_names_a_notebook_that_exists():
     missing = [j.notebook for j in notebooks.JOBS if not (notebooks.NOTEBOOK_DIR / j.notebook).is_file()]
     assert not missing, f"jobs name notebooks missing from {notebooks.NOTEBOOK_DIR}: {missing}"
+
+
+def test_a_table_i_architecture_outside_the_profile_is_skipped_with_the_reason():
+    by_name = {j.name: j for j in notebooks.JOBS}
+    why = notebooks.skip_reason(by_name["02-vgg11"], "quick")
+    assert why is not None and "vgg11 is not in the profile's archs (lenet5, resnet18)" in why
+    assert notebooks.skip_reason(by_name["02-resnet18"], "quick") is None
+    assert notebooks.skip_reason(by_name["02-vgg11"], "smoke") is None
+    assert notebooks.skip_reason(by_name["01"], "quick") is None
