@@ -494,3 +494,15 @@ def test_a_session_says_where_its_folders_are_without_an_absolute_path(tmp_path,
     line = capsys.readouterr().out.strip()
     assert line == session.describe() == "profile smoke; results in …/r (outside the repository); figures in …/f " \
                                          "(outside the repository)"
+
+
+def test_noisy_training_sigmas_span_their_own_range_or_the_evaluation_range(tmp_path):
+    paper_grid = load_profile("paper")
+    assert paper_grid.noisy_sigmas() == paper_grid.sigmas()  # the paper: training sigmas = evaluation grid
+    full = load_profile("lenet-full")
+    assert full.noisy_sigmas() == pytest.approx((0.1, 10**-0.5, 1.0, 10**0.5, 10.0))
+    assert len(full.sigmas()) == 17 and full.sigmas()[0] == 0.01  # the evaluation grid is untouched
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("noisy_sigma_min: 5\nnoisy_sigma_max: 1\n")
+    with pytest.raises(ValueError, match="0 < noisy_sigma_min < noisy_sigma_max, got 5 and 1"):
+        load_profile(bad)

@@ -111,7 +111,11 @@ class Profile:
     vgg11_ramp_epochs: int = 100
     """VGG-11 noisy training: epochs of the linear sigma ramp (authors: 100 of 500)"""
     noisy_n_sigmas: int = 17
-    """training sigmas of noisy training (Fig. 3): this many log-spaced points over the evaluation range"""
+    """training sigmas of noisy training (Fig. 3): this many log-spaced points, noisy_sigma_min to noisy_sigma_max"""
+    noisy_sigma_min: float | None = None
+    """smallest training sigma of noisy training (absolute); None = sigma_min (the paper: the evaluation range)"""
+    noisy_sigma_max: float | None = None
+    """largest training sigma of noisy training (absolute); None = sigma_max"""
     noisy_bits: tuple[int, ...] = (4, 8)
     """bit widths of the quantized noisy-trained variants (Fig. 3), each with dynamic and constant scaling"""
     noisy_scale: float = 1.0
@@ -125,17 +129,27 @@ class Profile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "per_arch", _merge_per_arch(self.per_arch))
+        lo = self.sigma_min if self.noisy_sigma_min is None else self.noisy_sigma_min
+        hi = self.sigma_max if self.noisy_sigma_max is None else self.noisy_sigma_max
+        if not 0 < lo < hi:
+            raise ValueError(f"noisy training sigmas must satisfy 0 < noisy_sigma_min < noisy_sigma_max, got "
+                             f"{lo!r} and {hi!r}")
 
     def sigmas(self) -> tuple[float, ...]:
         """The evaluation grid: ``n_sigmas`` points, log-spaced from ``sigma_min`` to ``sigma_max``."""
         return self._grid(self.n_sigmas)
 
     def noisy_sigmas(self) -> tuple[float, ...]:
-        """The training sigmas of noisy training: ``noisy_n_sigmas`` log-spaced points over the same range."""
-        return self._grid(self.noisy_n_sigmas)
+        """The training sigmas of noisy training: ``noisy_n_sigmas`` log-spaced points from ``noisy_sigma_min``
+        to ``noisy_sigma_max`` (by default the evaluation range, as the paper)."""
+        lo = self.sigma_min if self.noisy_sigma_min is None else self.noisy_sigma_min
+        hi = self.sigma_max if self.noisy_sigma_max is None else self.noisy_sigma_max
+        return self._grid(self.noisy_n_sigmas, lo, hi)
 
-    def _grid(self, n: int) -> tuple[float, ...]:
-        return tuple(float(s) for s in np.logspace(np.log10(self.sigma_min), np.log10(self.sigma_max), n))
+    def _grid(self, n: int, lo: float | None = None, hi: float | None = None) -> tuple[float, ...]:
+        lo = self.sigma_min if lo is None else lo
+        hi = self.sigma_max if hi is None else hi
+        return tuple(float(s) for s in np.logspace(np.log10(lo), np.log10(hi), n))
 
     def _arch(self, arch: str) -> Mapping[str, Any]:
         if arch not in self.per_arch:
