@@ -2,7 +2,7 @@
 
 ``make figures`` (and each per-notebook target of the Makefile) calls::
 
-    python -m paperlib.notebooks --profile quick --out results/notebooks/quick 01 02-vgg11 ...
+    python -m paperlib.paper.notebooks --profile quick --out results/notebooks/quick 01 02-vgg11 ...
 
 For each notebook it prints what it runs, then one line per finished run of
 the notebook's sweeps (cached or trained, how many are left, an estimate of
@@ -185,8 +185,8 @@ def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m paperlib.notebooks [--profile P] [--device D] [--out DIR] JOB ...``."""
-    parser = argparse.ArgumentParser(prog="python -m paperlib.notebooks", description=__doc__.splitlines()[0])
+    """Command line: ``python -m paperlib.paper.notebooks [--profile P] [--device D] [--out DIR] JOB ...``."""
+    parser = argparse.ArgumentParser(prog="python -m paperlib.paper.notebooks", description=__doc__.splitlines()[0])
     parser.add_argument(
         "jobs", nargs="*", metavar="JOB", help=f"notebooks to run: {', '.join(_BY_NAME)} or all (default: all)"
     )
