@@ -67,3 +67,29 @@ def test_every_module_a_figure_depends_on_exists():
 
     missing = [m for m in cf.FIGURE_MODULES if not (PACKAGE_DIR / f"{m}.py").is_file()]
     assert not missing, f"FIGURE_MODULES names modules that do not exist: {missing}"
+
+
+def _notebook(folder, *texts, name="01_fig.ipynb"):
+    """An executed notebook whose stored outputs are ``texts`` (stream outputs, one per code cell)."""
+    cells = [{"cell_type": "code", "source": "session.save(fig, 'fig', df)", "metadata": {}, "execution_count": i,
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": [t]}]} for i, t in enumerate(texts)]
+    path = folder / "notebooks" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_an_executed_notebook_of_this_code_passes_and_of_other_code_fails(tmp_path):
+    code = code_fingerprint()["code"]
+    _notebook(tmp_path, f"profile quick · LeNet-5: 8 epoch(s) · paperlib rev abc1234, code {code}\n")
+    _notebook(tmp_path, f"profile quick · paperlib revs abc (code {code}), def (code {code})", name="02.ipynb")
+    assert cf.check(tmp_path) == []
+    _notebook(tmp_path, f"paperlib revs abc (code {code}), def (code feedfacefeedface)", name="03_old.ipynb")
+    (problem,) = cf.check(tmp_path)
+    assert "03_old.ipynb" in problem and "feedfacefeedface" in problem and "other code" in problem
+
+
+def test_an_executed_notebook_that_names_no_results_code_fails(tmp_path):
+    _notebook(tmp_path, "sweep: 100% 12/12 runs\n")
+    (problem,) = cf.check(tmp_path)
+    assert "01_fig.ipynb" in problem and "name no code" in problem

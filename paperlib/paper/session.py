@@ -223,7 +223,7 @@ class Session:
         return " · ".join(parts)
 
     def fingerprint_line(self, results: pd.DataFrame) -> str:
-        """The ``# fingerprint:`` line of a figure made from ``results`` (see :mod:`paperlib.check_figures`)."""
+        """The ``# fingerprint:`` line of a figure made from ``results`` (see :mod:`paperlib.runs.check_figures`)."""
         codes = [str(c) for c in results["code"].dropna().unique()] if "code" in results else []
         return fingerprint_line(codes)
 

@@ -39,7 +39,7 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance(device: str) -> dict:
-    """Git revision, code hash (:func:`paperlib.fingerprint.code_fingerprint`), package versions, device, host,
+    """Git revision, code hash (:func:`paperlib.runs.fingerprint.code_fingerprint`), package versions, device, host,
     Python and UTC time. The revision says which checkout ran; the code hash says which code made the numbers
     (a revision with ``+dirty`` alone cannot)."""
     return {
