@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from benchmarks import reference
+from benchmarks.timing import step_time
 from paperlib import (
     DEFAULT_SIGMAS,
     RunSpec,
@@ -178,19 +179,6 @@ def bench_sweep_workers(data_root: str | None, n_runs: int, workers: int) -> dic
     }
 
 
-def _step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    model.train()
-    for i in range(steps + 1):
-        if i == 1:  # the first step warms up
-            t = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - t) / steps
-
-
 @torch.no_grad()
 def _eval_time(model: torch.nn.Module, x: torch.Tensor, frozen: bool) -> float:
     model.eval()
@@ -229,11 +217,11 @@ def bench_qat_overhead(steps: int) -> dict:
     for arch in ("lenet5", "resnet18", "vgg11"):
         fp32, int8 = build_model(arch, seed=0), build_model(arch, 8, 1.0, seed=0)
         dyn = _learned_phase(build_model(arch, 8, None, seed=0))
-        o = out[arch] = {"train_step_s_fp32": _step_time(fp32, x, y, steps)}
+        o = out[arch] = {"train_step_s_fp32": step_time(fp32, x, y, steps)}
         for name, model in (("int8", int8), ("int8_dynamic", dyn)):
-            o[f"train_step_s_{name}_brevitas"] = _step_time(model, x, y, steps)
+            o[f"train_step_s_{name}_brevitas"] = step_time(model, x, y, steps)
             with fast_qat(model, enabled=True):
-                o[f"train_step_s_{name}_fast"] = _step_time(model, x, y, steps)
+                o[f"train_step_s_{name}_fast"] = step_time(model, x, y, steps)
         o.update(
             eval_batch_s_fp32=_eval_time(fp32, x, False),
             eval_batch_s_int8_brevitas=_eval_time(int8, x, False),
@@ -294,7 +282,7 @@ def _raw_steps_per_s(bits: int | None, scale: float | None, threads: int, steps:
     x, y = torch.randn(128, 3, 32, 32, generator=g), torch.randint(0, 10, (128,), generator=g)
     model = build_model("lenet5", bits, scale, seed=0)
     with numeric_threads(threads):
-        return 128 / _step_time(model, x, y, steps)
+        return 128 / step_time(model, x, y, steps)
 
 
 def bench_under_load(data: CIFAR10Data, steps: int, processes: int | None = None) -> dict:

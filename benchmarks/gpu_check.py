@@ -24,23 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
+from benchmarks.timing import step_time
 from paperlib import build_model, resolve_device
 from paperlib.device import tf32
 from paperlib.fastquant import fast_qat
 from paperlib.inference import frozen_quantizers
 
 VARIANTS = {"fp32": (None, None), "int8_constant": (8, 1.0), "int8_dynamic": (8, None)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _batch(device: torch.device, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,20 +47,10 @@ def _batch(device: torch.device, batch: int, seed: int) -> tuple[torch.Tensor, t
 def images_per_s(arch: str, bits: int | None, scale: float | None, fast: bool, device: torch.device,
                  steps: int, batch: int = 128) -> float:
     """Training images/s of ``steps`` Adam steps on one random batch (after one warm-up step)."""
-    model = build_model(arch, bits, scale, seed=0).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model = build_model(arch, bits, scale, seed=0).to(device)
     x, y = _batch(device, batch, 0)
     with fast_qat(model, enabled=fast and bits is not None):
-        for i in range(steps + 1):
-            if i == 1:
-                _sync(device)
-                t = time.perf_counter()
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        _sync(device)
-    return steps * batch / (time.perf_counter() - t)
+        return batch / step_time(model, x, y, steps)
 
 
 def _trace(arch: str, bits: int, scale: float | None, fast: bool, device: torch.device, steps: int, batch: int):
