@@ -260,7 +260,8 @@ def test_need_weights_says_clearly_when_the_retrained_network_differs_from_its_r
     record = json.loads((noisy.path / "record.json").read_text())
     record["accuracy"] = 0.987  # as if the first training had given another network
     (noisy.path / "record.json").write_text(json.dumps(record))
-    with pytest.warns(CacheWarning, match=r"is NOT the recorded network: clean accuracy .* now, 0.9870 recorded"):
+    with pytest.warns(CacheWarning, match="kept no weights .* retraining it from its seed"), \
+            pytest.warns(CacheWarning, match=r"is NOT the recorded network: clean accuracy .* now, 0.9870 recorded"):
         got = _run(tiny_root, tmp_path, spec={"sigma_train": 0.05}, need_weights=True)
     assert got.record["weights_retrained"]["matches_record"] is False and got.load_model() is not None
 

@@ -168,7 +168,7 @@ def test_relu_quantizer_edges_give_brevitas_bits_and_gradients(bits, scale, valu
     if value is not None:
         value = value * qmax / 255  # the step value / qmax stays 0.125 (exact ties) or 3.7 / 255
     brevitas, fast = relu_pair(bits, scale, value)
-    step = float(brevitas.act_quant.scale())
+    step = float(brevitas.act_quant.scale().detach())
     for mode in ("train", "eval"):
         brevitas.train(mode == "train"), fast.train(mode == "train")
         x = edge_inputs(step, qmax)
