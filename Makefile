@@ -54,9 +54,10 @@ variance-aware: fig3  ## 06: beyond the paper, variance-aware noisy training
 noise-kinds: fig2  ## 07: beyond the paper, noise kinds
 	$(NOTEBOOK) 07
 
-test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook at smoke (CI; all but the paper dry run)
+test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook at smoke, the committed figures current (CI)
 	$(MAKE) lint
 	$(PY) -m pytest -m "not dryrun"
+	$(MAKE) check-figures
 
 test-fast: $(VENV)/.installed  ## the unit tier only (no notebooks, nothing slow): for development
 	$(PY) -m pytest -m "not notebooks and not slow and not dryrun"
@@ -72,7 +73,7 @@ lint: $(VENV)/.installed  ## ruff on the code, actionlint on the workflows
 	$(VENV)/bin/actionlint -color=false .github/workflows/*.yml
 
 check-figures: $(VENV)/.installed  ## fail when a committed figure was made by code that differs from the checkout's
-	$(PY) -c 'import sys; from paperlib.runs.check_figures import main; sys.exit(main(sys.argv[1:]))' $(COMMITTED_FIGURES)
+	$(PY) -m paperlib.runs.check_figures $(COMMITTED_FIGURES)
 
 lab: $(VENV)/.installed  ## JupyterLab with this environment as the kernel "Python (paperlib)"
 	$(PY) -m ipykernel install --user --name paperlib --display-name "Python (paperlib)"
