@@ -1,5 +1,7 @@
 import concurrent.futures as cf
 import multiprocessing as mp
+import socket
+import warnings
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -242,3 +244,15 @@ def test_a_run_whose_worker_died_is_submitted_again(tiny_root, tmp_path):
             [RunSpec(**SPEC)], ex, data_root=tiny_root, results_dir=tmp_path, device="cpu", retries=0, progress=False
         )
     assert "worker failed 1 time(s): BrokenProcessPool: worker died" in df.error.iloc[0]
+
+
+def test_a_local_cluster_starts_silently_when_the_dashboard_port_is_taken():
+    """Another Dask cluster (or any program) on 8787 must not make a sweep warn: the dashboard takes a free port."""
+    with socket.socket() as s:
+        try:
+            s.bind(("", 8787))
+        except OSError:
+            pass  # already taken: what the test wants
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            dask_executor(n_workers=1).shutdown()

@@ -115,7 +115,7 @@ def test_a_dask_task_runs_on_one_thread_and_gives_it_back():
         torch.set_num_threads(before)
         return inside, after
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         assert client.submit(task, pure=False).result(timeout=60) == ((1, 1), 2)
 

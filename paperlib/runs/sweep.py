@@ -237,6 +237,6 @@ def dask_executor(
         gpus = torch.cuda.device_count()
         n_workers = gpus * workers_per_gpu if gpus else max(1, cpu_count() // threads_per_worker)
     cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
+        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0"
     )
     return DaskExecutor(Client(cluster), cluster, retries)
