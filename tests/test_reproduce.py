@@ -462,7 +462,9 @@ def test_what_fig2_shows_names_the_numbers_it_was_given():
     text = pp.what_fig2_shows(_hand_summary(), load_profile("quick"))
     assert text._repr_markdown_() == str(text)  # a notebook shows it as Markdown
     for part in ("47.5 ± 1.2%", "(paper: 75%)", "0.286 ± 0.0034", "8-bit s=8", "40.0 ± 1.5%", "0.95 ± 0.05",
-                 "+232% over fp32", "over 200%", "Profile **quick**", "| finding |"):
+                 "+232% over fp32", "over 200%", "Profile **quick**", "| finding |",
+                 "headline network, 8-bit s=8: 7.5 ± 1.9 points of accuracy below fp32 (paper: 5)",
+                 "sigma_mid 3.3x fp32's ± 5% (paper: over 3x)"):
         assert part in text, f"{part!r} missing from {text}"
 
 

@@ -450,6 +450,13 @@ def what_fig2_shows(summary: pd.DataFrame, profile: Profile, arch: str = "lenet5
         else:
             text += f" with sigma_mid {_mid(best)}"
         lines.append(text + " (paper, 8-bit s=8: accuracy 75% -> 70%, sigma_mid up by over 200%).")
+    headline = _row(summary, arch, variant_name(8, 8.0))
+    if arch == "lenet5" and headline is not None and fp32 is not None and _usable(fp32) and _usable(headline):
+        gap, gap_err = 100 * (fp32.peak_acc - headline.peak_acc), 100 * math.hypot(fp32.peak_acc_err,
+                                                                                   headline.peak_acc_err)
+        ratio, ratio_err = headline.sigma_mid / fp32.sigma_mid, 100 * math.hypot(fp32.rel_err, headline.rel_err)
+        lines.append(f"The paper's headline network, 8-bit s=8: {gap:.1f} ± {gap_err:.1f} points of accuracy below "
+                     f"fp32 (paper: 5) for a sigma_mid {ratio:.2g}x fp32's ± {ratio_err:.0f}% (paper: over 3x).")
     return _report(lines, summary, profile, (arch,))
 
 
