@@ -256,3 +256,17 @@ def test_a_local_cluster_starts_silently_when_the_dashboard_port_is_taken():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             dask_executor(n_workers=1).shutdown()
+
+
+def test_progress_lines_tell_apart_the_runs_of_a_sweep():
+    """Notebooks 06 and 07 sweep networks that differ only in sigma sampling or noise kind: each line says which."""
+    from paperlib.runs.sweep import _describe
+
+    base = dict(arch="lenet5", epochs=1, bits=8, scale=1.0, seed=0)
+    assert _describe(RunSpec(**base)) == "lenet5 8-bit s=1 seed 0"
+    assert _describe(RunSpec(**{**base, "bits": None, "scale": None, "sigma_train": 0.5})) == \
+        "lenet5 fp32 trained at sigma 0.5 seed 0"
+    lines = {_describe(RunSpec(**base, noise_kind=k)) for k in ("additive", "multiplicative", "combined", "weight")}
+    assert len(lines) == 4 and "lenet5 8-bit s=1 evaluated with weight noise seed 0" in lines
+    varied = _describe(RunSpec(**base, sigma_train=1.0, sigma_sampling="sample", sigma_alpha=0.5, sigma_theta=0.3))
+    assert varied == "lenet5 8-bit s=1 trained at sigma 1 (sample sampling, alpha 0.5, theta 0.3) seed 0"

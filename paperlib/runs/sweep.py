@@ -61,14 +61,23 @@ def _worker_device(device: str) -> str:
 
 
 def _describe(spec: RunSpec) -> str:
-    """``lenet5 8-bit s=1 seed 0`` (with the training sigma when noisy): a run, for progress lines."""
+    """``lenet5 8-bit s=1 seed 0``, with what else tells the run apart: the training sigma when noisy (and its
+    variance-aware sampling, its noise kind) and the evaluation noise kind when not additive. For progress lines."""
     what = (
         "fp32"
         if spec.bits is None
         else f"{spec.bits}-bit " + ("dynamic" if spec.scale is None else f"s={spec.scale:g}")
     )
-    noisy = f" trained at sigma {spec.sigma_train:.3g}" if spec.sigma_train > 0 else ""
-    return f"{spec.arch} {what}{noisy} seed {spec.seed}"
+    extra = []
+    if spec.sigma_train > 0:
+        extra.append(f"trained at sigma {spec.sigma_train:.3g}")
+        if spec.sigma_sampling != "fixed":
+            extra.append(f"({spec.sigma_sampling} sampling, alpha {spec.sigma_alpha:g}, theta {spec.sigma_theta:g})")
+        if spec.train_noise_kind != "additive":
+            extra.append(f"({spec.train_noise_kind} noise)")
+    if spec.noise_kind != "additive":
+        extra.append(f"evaluated with {spec.noise_kind} noise")
+    return " ".join([spec.arch, what, *extra, f"seed {spec.seed}"])
 
 
 class _Pace:
