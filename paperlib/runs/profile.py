@@ -129,8 +129,7 @@ class Profile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "per_arch", _merge_per_arch(self.per_arch))
-        lo = self.sigma_min if self.noisy_sigma_min is None else self.noisy_sigma_min
-        hi = self.sigma_max if self.noisy_sigma_max is None else self.noisy_sigma_max
+        lo, hi = self._noisy_range()
         if not 0 < lo < hi:
             raise ValueError(f"noisy training sigmas must satisfy 0 < noisy_sigma_min < noisy_sigma_max, got "
                              f"{lo!r} and {hi!r}")
@@ -142,13 +141,16 @@ class Profile:
     def noisy_sigmas(self) -> tuple[float, ...]:
         """The training sigmas of noisy training: ``noisy_n_sigmas`` log-spaced points from ``noisy_sigma_min``
         to ``noisy_sigma_max`` (by default the evaluation range, as the paper)."""
-        lo = self.sigma_min if self.noisy_sigma_min is None else self.noisy_sigma_min
-        hi = self.sigma_max if self.noisy_sigma_max is None else self.noisy_sigma_max
-        return self._grid(self.noisy_n_sigmas, lo, hi)
+        return self._grid(self.noisy_n_sigmas, *self._noisy_range())
+
+    def _noisy_range(self) -> tuple[float, float]:
+        """(smallest, largest) training sigma of noisy training: the profile's own, else the evaluation range."""
+        return (self.sigma_min if self.noisy_sigma_min is None else self.noisy_sigma_min,
+                self.sigma_max if self.noisy_sigma_max is None else self.noisy_sigma_max)
 
     def _grid(self, n: int, lo: float | None = None, hi: float | None = None) -> tuple[float, ...]:
-        lo = self.sigma_min if lo is None else lo
-        hi = self.sigma_max if hi is None else hi
+        """``n`` log-spaced points from ``lo`` to ``hi`` (default: the evaluation range)."""
+        lo, hi = (self.sigma_min if lo is None else lo), (self.sigma_max if hi is None else hi)
         return tuple(float(s) for s in np.logspace(np.log10(lo), np.log10(hi), n))
 
     def _arch(self, arch: str) -> Mapping[str, Any]:
