@@ -292,3 +292,29 @@ def test_need_weights_keeps_the_weights_of_a_network_it_trains_from_scratch(tiny
     got = _run(tiny_root, tmp_path, spec={"sigma_train": 0.05}, weights_limit_mb=0.0, need_weights=True)
     assert got.trained and got.record["weights"]
     assert got.load_model() is not None
+
+
+def test_the_revision_is_dirty_only_when_the_code_or_its_pins_changed(tmp_path):
+    """Figures and executed notebooks that a run rewrites (tracked files) must not mark its results '+dirty'."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for rel in ("paperlib/training.py", "pyproject.toml", "figures/quick/fig2.csv", "docs/results.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("original\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    clean = git_revision(tmp_path / "paperlib")
+    assert len(clean) >= 7 and not clean.endswith("+dirty")
+    (tmp_path / "figures/quick/fig2.csv").write_text("regenerated\n")
+    (tmp_path / "docs/results.md").write_text("edited\n")
+    assert git_revision(tmp_path / "paperlib") == clean
+    (tmp_path / "pyproject.toml").write_text("other pins\n")
+    assert git_revision(tmp_path / "paperlib") == clean + "+dirty"
+    git("checkout", "pyproject.toml")
+    (tmp_path / "paperlib/training.py").write_text("changed code\n")
+    assert git_revision(tmp_path) == clean + "+dirty"

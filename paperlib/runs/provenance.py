@@ -12,15 +12,22 @@ from .fingerprint import code_fingerprint
 PACKAGES: tuple[str, ...] = ("paperlib", "torch", "torchvision", "brevitas", "numpy", "scipy", "pandas")
 
 
+#: What ``+dirty`` looks at: the package and its pins. Figures, executed notebooks and docs that a run writes or
+#: that are being edited do not change the code that made a result.
+CODE_PATHS: tuple[str, ...] = (":(top)paperlib", ":(top)pyproject.toml")
+
+
 def git_revision(path: str | Path | None = None) -> str:
-    """Short git revision of the repository holding ``path`` (default: this package), ``+dirty`` with changes."""
+    """Short git revision of the repository holding ``path`` (default: this package), ``+dirty`` when the package
+    or pyproject.toml (:data:`CODE_PATHS`) has uncommitted changes; ``unknown`` outside a git checkout."""
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=cwd,
+            capture_output=True, text=True,
         ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
