@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..threads import cpu_count, dask_task_threads
 from . import progress as _progress
 from .experiment import RunSpec, check_writable, results_root, reuse_stale_default, run
+from .summary import variant_name
 
 #: The curve columns of a run without a noise curve (failed).
 _NO_CURVE = {"sigma": math.nan, "repeat": -1, "accuracy": math.nan}
@@ -63,11 +64,6 @@ def _worker_device(device: str) -> str:
 def _describe(spec: RunSpec) -> str:
     """``lenet5 8-bit s=1 seed 0``, with what else tells the run apart: the training sigma when noisy (and its
     variance-aware sampling, its noise kind) and the evaluation noise kind when not additive. For progress lines."""
-    what = (
-        "fp32"
-        if spec.bits is None
-        else f"{spec.bits}-bit " + ("dynamic" if spec.scale is None else f"s={spec.scale:g}")
-    )
     extra = []
     if spec.sigma_train > 0:
         extra.append(f"trained at sigma {spec.sigma_train:.3g}")
@@ -77,7 +73,7 @@ def _describe(spec: RunSpec) -> str:
             extra.append(f"({spec.train_noise_kind} noise)")
     if spec.noise_kind != "additive":
         extra.append(f"evaluated with {spec.noise_kind} noise")
-    return " ".join([spec.arch, what, *extra, f"seed {spec.seed}"])
+    return " ".join([spec.arch, variant_name(spec.bits, spec.scale), *extra, f"seed {spec.seed}"])
 
 
 class _Pace:
