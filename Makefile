@@ -23,7 +23,7 @@ NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise varianc
 
 help:  ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: PROFILE=smoke|quick|paper|paper-dryrun|<file.yaml> DEVICE=auto|cpu|cuda DATA=<CIFAR-10 folder or .tar.gz> OUT=<folder>"
+	@echo "  variables: PROFILE=smoke|quick|lenet-full|gpu|paper|paper-dryrun|<file.yaml> DEVICE=auto|cpu|cuda DATA=<CIFAR-10 folder or .tar.gz> OUT=<folder>"
 	@echo "             EXECUTOR=local (default: a Dask LocalCluster on every core) | '' (in the kernel) | <scheduler address>"
 
 $(VENV)/.installed: pyproject.toml

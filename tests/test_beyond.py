@@ -12,6 +12,7 @@ from test_reproduce import sweep_rows
 from paperlib import load_profile
 from paperlib.paper import Session, beyond
 from paperlib.paper.experiments import clean_specs
+from paperlib.runs import progress
 
 
 def test_grids():
@@ -106,14 +107,23 @@ def test_walking_models_pick_the_most_robust_qat_and_a_matched_noisy_network():
     assert picked[names[1]].scale == 64.0 and picked[names[2]].sigma_train == pytest.approx(10**-0.4)  # nearest to 0.3
 
 
-def test_walking_noise_has_one_row_per_network_module_and_sigma_and_seeds_set_the_networks(tmp_path):
+def test_walking_noise_has_one_row_per_network_module_and_sigma_and_seeds_set_the_networks(tmp_path, monkeypatch):
     tiny = replace(load_profile("smoke"), name="tiny", archs=("lenet5",), train_subset=300, test_subset=20,
                    walking_test_subset=20,
                    n_sigmas=5, noisy_n_sigmas=1)
     data = make_learnable_release(tmp_path / "data", n_train=300, n_test=20)  # enough to pick QAT and noisy models
     session = Session(tiny, "cpu", str(data), str(tmp_path / "results"), tmp_path / "figures", "")
     sigmas = beyond.walking_sigmas(tiny)
+    log = tmp_path / "progress.log"
+    monkeypatch.setenv(progress.ENV, str(log))  # what the main job prints in the terminal
     frames = {n: beyond.walking_noise(session, seeds=n) for n in (1, 2)}
+    walking_lines = [line for line in log.read_text().splitlines() if line.startswith("walking noise")]
+    networks = [f.groupby(["model", "seed"]).ngroups for f in frames.values()]  # seeds=1, then seeds=2
+    assert len(walking_lines) == sum(networks), walking_lines  # one line per network profiled
+    first = networks[0]
+    assert walking_lines[first - 1].startswith(f"walking noise {first}/{first}: lenet5 ")
+    assert f"12 noise modules x {len(sigmas)} sigmas on 20 test images (0 to go)" in walking_lines[first - 1]
+    assert re.search(r"^walking noise 1/\d+: .*\(\d+ to go; about \d+ s left\)$", walking_lines[first]), walking_lines
     for n, walking in frames.items():
         keys = ["model", "seed", "index", "sigma"]
         assert not walking.empty and walking.groupby(keys).size().eq(1).all()

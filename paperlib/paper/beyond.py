@@ -18,6 +18,7 @@ Tables shown in the notebooks give accuracies in % (one decimal); the tidy run t
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from ..device import resolve_device
 from ..models import ARCH_NAMES, build_model
 from ..noise import NOISE_KINDS
 from ..runs import Profile, RunSpec, run
+from ..runs.progress import duration, report
 from ..runs.summary import Variant, curves, summarize, variant_name
 from ..walking import fit_layer_curves, layer_curves, noise_site_table
 from .experiments import Markdown, clean_specs, noisy_specs, qat_variants
@@ -290,26 +292,34 @@ def walking_noise(session: Session, seeds: int = 0) -> pd.DataFrame:
     sigmas = walking_sigmas(profile)
     device = resolve_device(session.device)
     data = None
-    parts = []
+    jobs = []  # (arch, pick, spec, seed, test images): every network to profile, known before the first one
     for arch in profile.archs:
         n = _networks(profile, arch, seeds)
         clean = session.sweep(clean_specs(profile, arch, qat_variants(profile, arch), n))
         noisy = session.sweep(noisy_specs(profile, arch, [(None, None)], n))
         data = data if data is not None else load_cifar10(session.data_root, device="cpu")
         test = data.subset(test=profile.for_arch(arch).walking_test_subset, seed=WALKING_SUBSET_SEED)
-        x, y = test.x_test.to(device), test.y_test.to(device)
         for name, spec in walking_models(profile, arch, clean, noisy).items():
-            for seed in range(n):
-                result = run(replace(spec, seed=seed), session.data_root, session.results_dir, device, data=data,
-                             progress=False, need_weights=True)
-                if result.diverged:
-                    continue
-                table = layer_curves(result.load_model(device), x, y, sigmas, repeats=1, seed=seed, progress=False)
-                s = result.spec
-                parts.append(table.assign(arch=arch, model=name, seed=seed, bits=s.bits, scale=s.scale,
-                                          sigma_train=s.sigma_train, epochs=s.epochs, train_subset=s.train_subset,
-                                          test_subset=len(y), dataset=s.dataset, revision=result.revision,
-                                          code=result.code))
+            jobs += [(arch, name, replace(spec, seed=seed), seed, test) for seed in range(n)]
+    parts = []
+    t0 = time.perf_counter()
+    for i, (arch, name, spec, seed, test) in enumerate(jobs, 1):
+        result = run(spec, session.data_root, session.results_dir, device, data=data, progress=False,
+                     need_weights=True)
+        if result.diverged:
+            how = "diverged, left out"
+        else:
+            x, y = test.x_test.to(device), test.y_test.to(device)
+            table = layer_curves(result.load_model(device), x, y, sigmas, repeats=1, seed=seed, progress=False)
+            s = result.spec
+            parts.append(table.assign(arch=arch, model=name, seed=seed, bits=s.bits, scale=s.scale,
+                                      sigma_train=s.sigma_train, epochs=s.epochs, train_subset=s.train_subset,
+                                      test_subset=len(y), dataset=s.dataset, revision=result.revision,
+                                      code=result.code))
+            how = f"{table['index'].nunique()} noise modules x {len(sigmas)} sigmas on {len(y):,} test images"
+        left = len(jobs) - i
+        eta = f"; about {duration((time.perf_counter() - t0) / i * left)} left" if left else ""
+        report(f"walking noise {i}/{len(jobs)}: {arch} {name} seed {seed}: {how} ({left} to go{eta})")
     if not parts:
         return pd.DataFrame(columns=list(WALKING_COLUMNS))
     return pd.concat(parts, ignore_index=True)[list(WALKING_COLUMNS)]
