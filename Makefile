@@ -54,9 +54,10 @@ variance-aware: fig3  ## 06: beyond the paper, variance-aware noisy training
 noise-kinds: fig2  ## 07: beyond the paper, noise kinds
 	$(NOTEBOOK) 07
 
-test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook at smoke (CI; all but the paper dry run)
+test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook at smoke, committed figures current (CI)
 	$(MAKE) lint
 	$(PY) -m pytest -m "not dryrun"
+	$(MAKE) check-figures
 
 test-fast: $(VENV)/.installed  ## the unit tier only (no notebooks, nothing slow): for development
 	$(PY) -m pytest -m "not notebooks and not slow and not dryrun"

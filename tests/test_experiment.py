@@ -269,4 +269,4 @@ def test_progress_lines_tell_apart_the_runs_of_a_sweep():
     lines = {_describe(RunSpec(**base, noise_kind=k)) for k in ("additive", "multiplicative", "combined", "weight")}
     assert len(lines) == 4 and "lenet5 8-bit s=1 evaluated with weight noise seed 0" in lines
     varied = _describe(RunSpec(**base, sigma_train=1.0, sigma_sampling="sample", sigma_alpha=0.5, sigma_theta=0.3))
-    assert varied == "lenet5 8-bit s=1 trained at sigma 1 (sample sampling, alpha 0.5, theta 0.3) seed 0"
+    assert varied == "lenet5 8-bit s=1 trained at sigma 1 (a sigma per image: alpha 0.5, theta 0.3) seed 0"

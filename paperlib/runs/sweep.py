@@ -68,7 +68,8 @@ def _describe(spec: RunSpec) -> str:
     if spec.sigma_train > 0:
         extra.append(f"trained at sigma {spec.sigma_train:.3g}")
         if spec.sigma_sampling != "fixed":
-            extra.append(f"({spec.sigma_sampling} sampling, alpha {spec.sigma_alpha:g}, theta {spec.sigma_theta:g})")
+            per = {"sample": "image", "epoch": "epoch"}.get(spec.sigma_sampling, spec.sigma_sampling)
+            extra.append(f"(a sigma per {per}: alpha {spec.sigma_alpha:.3g}, theta {spec.sigma_theta:.3g})")
         if spec.train_noise_kind != "additive":
             extra.append(f"({spec.train_noise_kind} noise)")
     if spec.noise_kind != "additive":
