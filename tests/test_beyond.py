@@ -136,6 +136,16 @@ def test_walking_noise_has_one_row_per_network_module_and_sigma_and_seeds_set_th
     assert "peak_accuracy" not in fits and fits["peak acc. (%)"].between(0, 100).all()
 
 
+def test_the_walking_noise_time_left_charges_each_network_its_own_architectures_time():
+    took = {"lenet5": [30.0, 90.0]}  # a LeNet-5 network: 60 s on average
+    assert beyond.time_left(took, ["lenet5"] * 3) == "3 to go; about 3 min left"
+    assert beyond.time_left(took, ["lenet5", "resnet18", "resnet18"]) == \
+        "3 to go; about 60 s left for 1, then 2 ResNet-18 not yet timed"
+    assert beyond.time_left({}, ["resnet18"]) == "1 to go, not yet timed"
+    assert beyond.time_left({**took, "resnet18": [600.0]}, ["lenet5", "resnet18"]) == "2 to go; about 11 min left"
+    assert beyond.time_left(took, []) == "0 to go"
+
+
 def test_kind_summary_is_in_percent_and_the_report_ranks_the_kinds_and_compares_with_fp32():
     sig = np.logspace(-3, 2, 16)
     rows = []

@@ -302,8 +302,9 @@ def walking_noise(session: Session, seeds: int = 0) -> pd.DataFrame:
         for name, spec in walking_models(profile, arch, clean, noisy).items():
             jobs += [(arch, name, replace(spec, seed=seed), seed, test) for seed in range(n)]
     parts = []
-    t0 = time.perf_counter()
+    took: dict[str, list[float]] = {}  # seconds per network, by architecture
     for i, (arch, name, spec, seed, test) in enumerate(jobs, 1):
+        t0 = time.perf_counter()
         result = run(spec, session.data_root, session.results_dir, device, data=data, progress=False,
                      need_weights=True)
         if result.diverged:
@@ -317,12 +318,29 @@ def walking_noise(session: Session, seeds: int = 0) -> pd.DataFrame:
                                       test_subset=len(y), dataset=s.dataset, revision=result.revision,
                                       code=result.code))
             how = f"{table['index'].nunique()} noise modules x {len(sigmas)} sigmas on {len(y):,} test images"
-        left = len(jobs) - i
-        eta = f"; about {duration((time.perf_counter() - t0) / i * left)} left" if left else ""
-        report(f"walking noise {i}/{len(jobs)}: {arch} {name} seed {seed}: {how} ({left} to go{eta})")
+        took.setdefault(arch, []).append(time.perf_counter() - t0)
+        report(f"walking noise {i}/{len(jobs)}: {arch} {name} seed {seed}: {how} "
+               f"({time_left(took, [a for a, *_ in jobs[i:]])})")
     if not parts:
         return pd.DataFrame(columns=list(WALKING_COLUMNS))
     return pd.concat(parts, ignore_index=True)[list(WALKING_COLUMNS)]
+
+
+def time_left(took: dict[str, list[float]], rest: list[str]) -> str:
+    """``"3 to go; about 4 min left"``: the networks ``rest`` (their architectures) still to profile, each charged
+    the mean time (s) a network of its architecture ``took``; architectures not timed yet are named, not guessed
+    (a ResNet-18 network costs far more than a LeNet-5 one)."""
+    if not rest:
+        return "0 to go"
+    counts = pd.Series(rest).value_counts(sort=False)
+    known = {a: k for a, k in counts.items() if took.get(a)}
+    untimed = ", ".join(f"{k} {ARCH_NAMES.get(a, a)}" for a, k in counts.items() if a not in known)
+    if not known:
+        return f"{len(rest)} to go, not yet timed"
+    eta = f"about {duration(sum(float(np.mean(took[a])) * k for a, k in known.items()))}"
+    if untimed:
+        return f"{len(rest)} to go; {eta} left for {sum(known.values())}, then {untimed} not yet timed"
+    return f"{len(rest)} to go; {eta} left"
 
 
 def walking_fits(walking: pd.DataFrame) -> pd.DataFrame:
