@@ -1,5 +1,7 @@
 """`make check-figures`: a figure made by other code fails, naming the module; a figure of this code passes."""
 import json
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -93,3 +95,21 @@ def test_an_executed_notebook_that_names_no_results_code_fails(tmp_path):
     _notebook(tmp_path, "sweep: 100% 12/12 runs\n")
     (problem,) = cf.check(tmp_path)
     assert "01_fig.ipynb" in problem and "name no code" in problem
+
+
+def test_every_figure_the_readme_and_docs_show_is_committed_and_checked():
+    """The README's and docs' images and figure links point at files in ``figures/``, and at a folder that
+    ``make check-figures`` checks (a committed profile), so what a reader sees is what the current code produces."""
+    root = Path(__file__).resolve().parents[1]
+    makefile = (root / "Makefile").read_text()
+    committed = re.search(r"^COMMITTED_FIGURES := (.+)$", makefile, re.M).group(1).split()
+    shown = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", doc.read_text()):
+            path = (doc.parent / target).resolve()
+            if (root / "figures") in path.parents:
+                shown.append(path)
+                assert path.is_file(), f"{doc.name} links {target}, which is not in the repository"
+                assert any(root / c in path.parents for c in committed), \
+                    f"{doc.name} shows {target}, outside the checked folders {committed}"
+    assert any(p.suffix == ".png" for p in shown), "the README and docs show no figure at all"

@@ -1,4 +1,5 @@
 import concurrent.futures as cf
+import logging
 import multiprocessing as mp
 import socket
 import warnings
@@ -255,7 +256,12 @@ def test_a_local_cluster_starts_silently_when_the_dashboard_port_is_taken():
             pass  # already taken: what the test wants
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            dask_executor(n_workers=1).shutdown()
+            ex = dask_executor(n_workers=1)
+            try:  # workers log only what is fatal (a recovered heartbeat error printed a traceback)
+                levels = ex.client.run(lambda: logging.getLogger("distributed").getEffectiveLevel())
+                assert set(levels.values()) == {logging.CRITICAL}, levels
+            finally:
+                ex.shutdown()
 
 
 def test_progress_lines_tell_apart_the_runs_of_a_sweep():

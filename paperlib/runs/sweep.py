@@ -7,6 +7,7 @@ while the others go on; a run whose worker dies is submitted again.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import math
 import os
 import time
@@ -242,7 +243,18 @@ def dask_executor(
     if n_workers is None:
         gpus = torch.cuda.device_count()
         n_workers = gpus * workers_per_gpu if gpus else max(1, cpu_count() // threads_per_worker)
+    # The cluster logs only what is fatal: under load a worker's heartbeat may lose the scheduler for a moment, and
+    # Dask prints a traceback it then recovers from; a run that fails for good becomes an error row and a progress
+    # line. silence_logs covers this process (scheduler, nannies), _quiet_logs the worker processes.
     cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0"
+        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0",
+        silence_logs=logging.CRITICAL,
     )
-    return DaskExecutor(Client(cluster), cluster, retries)
+    client = Client(cluster)
+    client.run(_quiet_logs)
+    return DaskExecutor(client, cluster, retries)
+
+
+def _quiet_logs() -> None:
+    """In a Dask worker of :func:`dask_executor`'s local cluster: log only what is fatal."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
