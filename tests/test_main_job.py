@@ -75,3 +75,24 @@ def test_a_table_i_architecture_outside_the_profile_is_skipped_with_the_reason()
     assert notebooks.skip_reason(by_name["02-resnet18"], "quick") is None
     assert notebooks.skip_reason(by_name["02-vgg11"], "smoke") is None
     assert notebooks.skip_reason(by_name["01"], "quick") is None
+
+
+def test_a_failing_notebook_is_one_line_naming_the_cell_and_the_error_and_its_executed_notebook_stays(
+        tmp_path, monkeypatch, capsys):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    params = nbformat.v4.new_code_cell('profile = "smoke"\ndevice = "cpu"\nexecutor = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell('raise ValueError("sigma must be >= 0,\\n got -1")')]
+    nbformat.write(nb, tmp_path / "broken.ipynb")
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path)
+    job = notebooks.Job("99", "broken.ipynb", "broken_out.ipynb", "a notebook that fails", ())
+    assert notebooks.run_job(job, "smoke", "cpu", tmp_path / "out") is False
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAILED")]
+    dest = tmp_path / "out" / "broken_out.ipynb"
+    # cell 4 as the executed notebook numbers it: papermill adds the injected-parameters cell after ours
+    assert lines == [f"FAILED 99 (broken.ipynb) in cell 4: ValueError: sigma must be >= 0, got -1; "
+                     f"the executed notebook is at {dest}"], lines
+    assert dest.is_file() and "ValueError" in dest.read_text()
