@@ -1,6 +1,7 @@
 """The result cache knows its code (docs/protocol.md §11-§12): fingerprints, stale entries, diverged runs,
 captions of the results' own revision, the weights policy and an unwritable results folder."""
 import json
+import stat
 import warnings
 from pathlib import Path
 
@@ -318,3 +319,14 @@ def test_the_revision_is_dirty_only_when_the_code_or_its_pins_changed(tmp_path):
     git("checkout", "pyproject.toml")
     (tmp_path / "paperlib/training.py").write_text("changed code\n")
     assert git_revision(tmp_path) == clean + "+dirty"
+
+
+def test_an_atomic_write_gets_the_permissions_of_a_plain_open(tmp_path):
+    """A temporary file is created 0o600; the written file must not stay private to its writer (tempfile's mode)."""
+    from paperlib.atomic import write_atomic
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("x\n")
+    written = tmp_path / "written.csv"
+    write_atomic(written, lambda f: f.write(b"x\n"))
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
