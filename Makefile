@@ -11,7 +11,7 @@ DATA ?=
 EXECUTOR ?= local
 OUT ?= results/notebooks/$(notdir $(basename $(PROFILE)))
 # The profiles whose figures are committed (the README shows them); the others are not tracked (.gitignore).
-COMMITTED_FIGURES := figures/quick
+COMMITTED_FIGURES := figures/quick figures/lenet-full
 NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.paper.notebooks \
 	--profile $(PROFILE) --device $(DEVICE) --executor "$(EXECUTOR)" --out $(OUT)
 
