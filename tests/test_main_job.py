@@ -44,6 +44,22 @@ def test_a_sweep_reports_cached_and_trained_runs_to_the_progress_file(tiny_root,
     assert lines[3].startswith("run 1/1 lenet5 fp32 seed 0: from the cache (0 trained, 1 cached")
 
 
+def test_a_sweeps_time_left_is_the_mean_time_of_its_trained_runs_times_the_runs_to_go(tmp_path, monkeypatch):
+    from paperlib.runs import sweep
+
+    log = tmp_path / "progress.log"
+    monkeypatch.setenv(progress.ENV, str(log))
+    clock = iter([0.0, 600.0, 900.0])  # start, after a trained run, after a cached one
+    monkeypatch.setattr(sweep.time, "perf_counter", lambda: next(clock))
+    pace = sweep._Pace(4)
+    spec = RunSpec(arch="lenet5")
+    pace.done(spec, [{"key": "a", "trained": True}])
+    pace.done(spec, [{"key": "b", "trained": False}])
+    lines = log.read_text().splitlines()
+    assert lines[1].endswith("(1 trained, 0 cached, 0 failed, 3 to go; about 30 min left)"), lines
+    assert lines[2].endswith("(1 trained, 1 cached, 0 failed, 2 to go; about 30 min left)"), lines
+
+
 def test_without_the_variable_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.delenv(progress.ENV, raising=False)
     monkeypatch.chdir(tmp_path)

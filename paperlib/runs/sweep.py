@@ -100,8 +100,8 @@ class _Pace:
             how = "from the cache"
         left = self.total - self.count
         eta = ""
-        if left and self.trained:
-            eta = f"; at most {_progress.duration((time.perf_counter() - self.t0) / self.trained * left)} left"
+        if left and self.trained:  # an estimate, not a bound: a run resumed from its partial checkpoint is quicker
+            eta = f"; about {_progress.duration((time.perf_counter() - self.t0) / self.trained * left)} left"
         _progress.report(
             f"run {self.count}/{self.total} {_describe(spec)}: {how} "
             f"({self.trained} trained, {self.cached} cached, {self.failed} failed, {left} to go{eta})"
