@@ -1,4 +1,5 @@
 """The main job's runner (`python -m paperlib.paper.notebooks`, what `make figures` calls) and its progress lines."""
+import json
 import re
 from pathlib import Path
 
@@ -93,16 +94,32 @@ def test_a_table_i_architecture_outside_the_profile_is_skipped_with_the_reason()
     assert notebooks.skip_reason(by_name["01"], "quick") is None
 
 
-def test_a_failing_notebook_is_one_line_naming_the_cell_and_the_error_and_its_executed_notebook_stays(
-        tmp_path, monkeypatch, capsys):
+def _tiny_notebook(path: Path, *cells: str) -> None:
+    """A notebook with the main job's parameters cell and ``cells``."""
     nbformat = pytest.importorskip("nbformat")
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
     params = nbformat.v4.new_code_cell('profile = "smoke"\ndevice = "cpu"\nexecutor = ""')
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"),
-                nbformat.v4.new_code_cell('raise ValueError("sigma must be >= 0,\\n got -1")')]
-    nbformat.write(nb, tmp_path / "broken.ipynb")
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, path)
+
+
+def test_an_executed_notebook_names_no_folder_of_the_machine_that_ran_it(tmp_path, monkeypatch):
+    _tiny_notebook(tmp_path / "fine.ipynb", "x = 1")
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    job = notebooks.Job("99", "fine.ipynb", "fine_out.ipynb", "a notebook that runs", ())
+    assert notebooks.run_job(job, "smoke", "cpu", tmp_path / "figures" / "notebooks") is True
+    dest = tmp_path / "figures" / "notebooks" / "fine_out.ipynb"
+    meta = json.loads(dest.read_text())["metadata"]["papermill"]
+    assert (meta["input_path"], meta["output_path"]) == ("notebooks/fine.ipynb", "figures/notebooks/fine_out.ipynb")
+    assert str(tmp_path) not in dest.read_text()
+
+
+def test_a_failing_notebook_is_one_line_naming_the_cell_and_the_error_and_its_executed_notebook_stays(
+        tmp_path, monkeypatch, capsys):
+    _tiny_notebook(tmp_path / "broken.ipynb", "x = 1", 'raise ValueError("sigma must be >= 0,\\n got -1")')
     monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", tmp_path)
     job = notebooks.Job("99", "broken.ipynb", "broken_out.ipynb", "a notebook that fails", ())
     assert notebooks.run_job(job, "smoke", "cpu", tmp_path / "out") is False

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..runs import progress
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -131,6 +132,26 @@ def kernel_manager_class():
     return EncryptedKernelManager
 
 
+def _drop_machine_paths(dest: Path, job: Job) -> None:
+    """Replace papermill's absolute input and output paths in ``dest``'s metadata by paths in the repository.
+
+    An executed notebook is committed beside its figures and read on other machines: it names the notebook it ran
+    (``notebooks/<file>``) and itself relative to the working folder, never this machine's folders.
+    """
+    import nbformat
+
+    nb = nbformat.read(dest, as_version=4)
+    meta = nb.metadata.get("papermill")
+    if meta is None:
+        return
+    meta["input_path"] = f"notebooks/{job.notebook}"
+    try:
+        meta["output_path"] = str(dest.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:  # written outside the working folder
+        meta["output_path"] = dest.name
+    write_atomic(dest, lambda f: f.write(nbformat.writes(nb).encode()))
+
+
 def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") -> bool:
     """Run one notebook; print its progress; return whether it succeeded.
 
@@ -176,6 +197,8 @@ def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") 
         stop.set()
         tail.join()
         log.unlink(missing_ok=True)
+        if dest.is_file():
+            _drop_machine_paths(dest, job)
         if saved is None:
             os.environ.pop(progress.ENV, None)
         else:
