@@ -91,6 +91,19 @@ def test_an_executed_notebook_of_this_code_passes_and_of_other_code_fails(tmp_pa
     assert "03_old.ipynb" in problem and "feedfacefeedface" in problem and "other code" in problem
 
 
+def test_an_executed_notebook_that_names_a_folder_of_the_machine_that_ran_it_fails(tmp_path):
+    code = code_fingerprint()["code"]
+    path = _notebook(tmp_path, f"profile quick · paperlib rev abc1234, code {code}\n")
+    nb = json.loads(path.read_text())
+    nb["metadata"]["papermill"] = {"input_path": "notebooks/01_fig.ipynb", "output_path": "figures/x/01_fig.ipynb"}
+    path.write_text(json.dumps(nb))
+    assert cf.check(tmp_path) == []
+    nb["metadata"]["papermill"]["input_path"] = "/home/me/paperlib/notebooks/01_fig.ipynb"
+    path.write_text(json.dumps(nb))
+    (problem,) = cf.check(tmp_path)
+    assert "01_fig.ipynb" in problem and "input_path /home/me/paperlib/notebooks/01_fig.ipynb" in problem
+
+
 def test_an_executed_notebook_that_names_no_results_code_fails(tmp_path):
     _notebook(tmp_path, "sweep: 100% 12/12 runs\n")
     (problem,) = cf.check(tmp_path)
