@@ -117,6 +117,20 @@ def test_an_executed_notebook_names_no_folder_of_the_machine_that_ran_it(tmp_pat
     assert str(tmp_path) not in dest.read_text()
 
 
+def test_a_notebook_cut_short_keeps_its_own_error_not_one_from_rewriting_its_metadata(tmp_path, monkeypatch, capsys):
+    papermill = pytest.importorskip("papermill")
+
+    def dies(input_path, output_path, **kwargs):
+        Path(output_path).write_text("{half a notebook")
+        raise RuntimeError("Kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies)
+    job = notebooks.Job("99", "fine.ipynb", "fine_out.ipynb", "a notebook whose kernel dies", ())
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        notebooks.run_job(job, "smoke", "cpu", tmp_path)
+    assert "metadata was left as written" in capsys.readouterr().out
+
+
 def test_a_failing_notebook_is_one_line_naming_the_cell_and_the_error_and_its_executed_notebook_stays(
         tmp_path, monkeypatch, capsys):
     _tiny_notebook(tmp_path / "broken.ipynb", "x = 1", 'raise ValueError("sigma must be >= 0,\\n got -1")')

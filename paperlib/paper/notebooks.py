@@ -198,7 +198,10 @@ def run_job(job: Job, profile: str, device: str, out: Path, executor: str = "") 
         tail.join()
         log.unlink(missing_ok=True)
         if dest.is_file():
-            _drop_machine_paths(dest, job)
+            try:
+                _drop_machine_paths(dest, job)
+            except (OSError, ValueError) as exc:  # a notebook cut short by a dead kernel: keep the first error
+                print(f"   (its papermill metadata was left as written: {exc})", flush=True)
         if saved is None:
             os.environ.pop(progress.ENV, None)
         else:
