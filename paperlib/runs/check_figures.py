@@ -80,9 +80,8 @@ def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
 CAPTION_CODE = re.compile(r"\bcode ([0-9a-f]{16})\b")
 
 
-def notebook_codes(notebook: Path) -> set[str]:
-    """The results code hashes that the captions in ``notebook``'s stored outputs name."""
-    nb = json.loads(notebook.read_text(encoding="utf-8"))
+def notebook_codes(nb: dict) -> set[str]:
+    """The results code hashes that the captions in an executed notebook's stored outputs name (``nb``: its JSON)."""
     texts = []
     for cell in nb.get("cells", []):
         for out in cell.get("outputs", []):
@@ -92,11 +91,12 @@ def notebook_codes(notebook: Path) -> set[str]:
 
 
 def check_notebook(notebook: Path, results_code: str) -> list[str]:
-    """Problems of one executed notebook: it names no results code, or another code's (empty: current)."""
+    """Problems of one executed notebook: it names no results code, another code's, or a machine's folder."""
     try:
-        codes = notebook_codes(notebook)
+        nb = json.loads(notebook.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return [f"{notebook}: unreadable notebook ({exc})"]
+    codes = notebook_codes(nb)
     if not codes:
         return [f"{notebook}: its outputs name no code of the results they show (not executed, or made before "
                 f"captions named it); regenerate it"]
@@ -104,13 +104,14 @@ def check_notebook(notebook: Path, results_code: str) -> list[str]:
     if stale:
         return [f"{notebook}: shows cached results of other code ({', '.join(stale)}; this checkout: "
                 f"{results_code}); regenerate it"]
-    return machine_paths(notebook)
+    return machine_paths(notebook, nb)
 
 
-def machine_paths(notebook: Path) -> list[str]:
-    """Problems of an executed notebook whose papermill metadata names an absolute path (a folder of the machine
-    that ran it, meaningless elsewhere); the main job writes paths in the repository (empty: none)."""
-    meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
+def machine_paths(notebook: Path, nb: dict) -> list[str]:
+    """Problems of the executed notebook ``notebook`` (``nb``: its JSON) whose papermill metadata names an absolute
+    path (a folder of the machine that ran it, meaningless elsewhere); the main job writes paths in the repository
+    (empty: none)."""
+    meta = nb.get("metadata", {}).get("papermill", {})
     found = [f"{key} {meta[key]}" for key in ("input_path", "output_path")
              if isinstance(meta.get(key), str)
              and (PurePosixPath(meta[key]).is_absolute() or PureWindowsPath(meta[key]).is_absolute())]
