@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import guards
 from .atomic import write_atomic
 
 CLASSES: tuple[str, ...] = (
@@ -234,6 +235,7 @@ def images_digest(images: Images) -> str:
 
 def _read_any(root: Path) -> tuple[Images, str] | None:
     """The images under ``root`` and their digest; None when ``root`` holds none of the three layouts."""
+    guards.image_folder(root)
     if root.is_file() and root.name.endswith(ARCHIVE_SUFFIXES):
         return _cached(_archive_key(root), root, _read_tar)
     if (root / "cifar-10-batches-py").is_dir():
@@ -400,6 +402,7 @@ def _cached(key: str, source: Path, reader) -> tuple[Images, str]:
     file is never read; an unreadable one is decoded again.
     """
     path = cache_dir() / f"cifar10-{key}.npz"
+    guards.decoded_cache(path)
     found = _read_npz(path)
     if found is not None:
         return found

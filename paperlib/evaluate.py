@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import guards
 from .device import tf32
 from .inference import frozen_quantizers
 from .noise import NoiseKind, check_kind, check_sigma, noise_settings, set_noise
@@ -140,6 +141,7 @@ def evaluate_pairs(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Accuracy for each ``(sigma, repeat)`` pair; see :func:`noise_sweep` for the arguments."""
+    guards.sweep_inputs(model, x, y)
     for s, _ in pairs:
         check_sigma(s)
     weight = check_kind(kind) == "weight"

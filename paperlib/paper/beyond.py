@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .. import guards
 from ..data import load_cifar10
 from ..device import resolve_device
 from ..models import ARCH_NAMES, build_model
@@ -124,6 +125,7 @@ def variance_aware_specs(profile: Profile, arch: str, train_sigmas: tuple[float,
     variance-aware training, a random sigma per image per step / per epoch,
     ``sigma_i = ALPHA * sigma_train + THETA_FACTOR * sigma_train * |z|`` (mean ``sigma_train``).
     """
+    guards.seeds(seeds)
     specs = []
     for sig in train_sigmas:
         for k in range(seeds if seeds > 0 else profile.for_arch(arch).seeds):

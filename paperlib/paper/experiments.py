@@ -15,6 +15,7 @@ import math
 
 import pandas as pd
 
+from .. import guards
 from ..model_size import model_stats
 from ..models import ARCH_NAMES, ARCHS, build_model
 from ..noise import noise_modules
@@ -47,6 +48,7 @@ def noisy_variants(profile: Profile) -> list[Variant]:
 
 
 def _seeds(profile: Profile, arch: str, seeds: int) -> range:
+    guards.seeds(seeds)
     return range(seeds if seeds > 0 else profile.for_arch(arch).seeds)
 
 

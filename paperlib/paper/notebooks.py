@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic
+from ..device import resolve_device
 from ..runs import progress
+from ..runs.profile import load_profile
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -234,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in _BY_NAME]
     if unknown:
         parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(_BY_NAME)} or all")
+    try:  # a device this machine lacks, or a bad profile: one line now, not a failed notebook later
+        resolve_device(args.device)
+        load_profile(args.profile)
+    except ValueError as exc:
+        parser.error(str(exc))
     out = Path(args.out) if args.out else Path("results") / "notebooks" / Path(args.profile).stem
     t0 = time.perf_counter()
     for name in names:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..device import resolve_device
 from ..models import ARCH_NAMES
 from ..runs import progress
 from ..runs.check_figures import fingerprint_line
@@ -95,6 +96,7 @@ class Session:
         if not isinstance(allow_failures, bool):
             raise ValueError(f"allow_failures must be True or False, got {allow_failures!r}")
         resolved = load_profile(profile or env("PAPERLIB_PROFILE") or "quick")
+        resolve_device(device)  # a device this machine lacks is an error now, before any data is loaded
         session = cls(
             profile=resolved,
             device=device,

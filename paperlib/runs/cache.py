@@ -14,6 +14,7 @@ makes the keys. Layout under the results directory (``results_dir``, else
     stale/<train key>-<time>/             entries made by other code, moved aside (never deleted)
     stale/partial-<train key>-<time>/     checkpoints made by other code, moved aside
     corrupt/<train key>-<time>/           unreadable entries, moved aside (never deleted)
+    corrupt/<train key>-weights.pt-<time> an unreadable weights file, moved aside (the entry keeps its numbers)
 
 The train key hashes only the fields that determine training, so adding
 sigma points or repeats evaluates the cached weights and never retrains. An
@@ -35,6 +36,13 @@ were; its curve points are then taken as they are when they cover the grid,
 else the whole grid is evaluated into the current code's curve file (points
 of two fingerprints are never merged). A partial checkpoint of other code is
 moved aside, not resumed.
+
+Keys made before floats were canonical (docs/protocol.md §12): a train key
+hashes its floats rounded to 12 significant digits (:func:`paperlib.runs.spec.canonical`),
+and curve points are read with their sigmas rounded the same way. An entry
+written under a key of the unrounded floats is renamed to its canonical key by
+:func:`migrate_keys` (run by :func:`paperlib.run` before it would train), with
+its record saying ``migrated_from``; nothing is retrained.
 
 Weights: kept up to ``weights_limit_mb`` (:data:`DEFAULT_WEIGHTS_LIMIT_MB`, fp32);
 above it, networks trained without noise are kept anyway and noisy-trained
@@ -62,7 +70,7 @@ from ..atomic import write_atomic
 from ..models import build_model
 from ..training import remove_checkpoint
 from .fingerprint import changed_modules, same_code
-from .spec import RunSpec, _hash
+from .spec import CACHE_VERSION, RunSpec, _hash, canonical
 
 #: Weights above this size (MiB, fp32) are not kept (VGG-11: 107 MiB).
 DEFAULT_WEIGHTS_LIMIT_MB = 64.0
@@ -223,9 +231,33 @@ def load_weights(entry: Path | None, spec: RunSpec, device: torch.device) -> nn.
     try:
         model.load_state_dict(torch.load(entry / "weights.pt", map_location="cpu", weights_only=True))
     except Exception as exc:  # truncated or foreign file
-        warnings.warn(f"weights {entry / 'weights.pt'} unreadable ({exc}); retraining", CacheWarning, stacklevel=3)
+        why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}"
+        dest = set_weights_aside(entry, why)
+        warnings.warn(
+            f"weights {entry / 'weights.pt'} unreadable ({why}); "
+            + (f"moved to {dest}; " if dest else "")
+            + "the entry keeps its numbers, and the network is retrained from its seed (and its weights kept) "
+            "when weights are needed",
+            CacheWarning,
+            stacklevel=3,
+        )
         return None
     return model.to(device).eval()
+
+
+def set_weights_aside(entry: Path, why: str) -> Path | None:
+    """Move an entry's unreadable ``weights.pt`` to ``corrupt/`` and mark its record ``weights_lost`` (so that the
+    record no longer promises weights and the next run that needs them retrains and keeps them); returns where the
+    file went, None when it could not be moved (a read-only folder)."""
+    root = entry.parent.parent
+    try:
+        dest = move_aside(root, entry / "weights.pt", "corrupt", prefix=f"{entry.name}-")
+        record = json.loads((entry / "record.json").read_text())
+        record.update(weights=False, weights_lost={"why": why, "moved_to": str(dest.relative_to(root))})
+        write_record(entry / "record.json", record)
+    except (OSError, ValueError):
+        return None
+    return dest
 
 
 def save_weights(entry: Path, model: nn.Module) -> None:
@@ -256,6 +288,7 @@ def read_curve(path: Path) -> pd.DataFrame:
         curve = pd.read_csv(path)
         if list(curve.columns) != ["sigma", "repeat", "accuracy"] or curve.isna().any().any():
             raise ValueError("unexpected columns or missing values")
+        curve["sigma"] = [canonical(s) for s in curve.sigma]  # points written before sigmas were canonical (§12)
         return curve
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         warnings.warn(
@@ -265,19 +298,82 @@ def read_curve(path: Path) -> pd.DataFrame:
 
 
 def write_curve(path: Path, curve: pd.DataFrame) -> None:
-    """Rewrite a curve file atomically (hold :func:`locked` on the entry's curve lock)."""
+    """Rewrite a curve file atomically (hold :func:`locked_if_writable` on the entry's curve lock)."""
     write_atomic(path, lambda f: f.write(curve.to_csv(index=False).encode()))
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created when missing) for the duration of the block."""
-    with open(path, "a") as f:
+def locked_if_writable(path: Path) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` (created when missing) for the block, yielding True; yields False,
+    without a lock, when the lock file cannot be opened for writing (a read-only results folder, where cached
+    results can still be read but nothing may be written)."""
+    try:
+        f = open(path, "a")
+    except OSError:
+        yield False
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --- keys of the unrounded floats (before docs/protocol.md §12's canonical floats) -----------------------------
+
+#: Results folder -> the modification time of its ``runs/`` when :func:`migrate_keys` last scanned it.
+_SCANNED: dict[str, int] = {}
+
+
+def canonical_key(record: dict) -> str | None:
+    """The train key of the spec a record was trained for, from its stored training fields; None when they no
+    longer make a spec (a field this code does not know)."""
+    try:
+        return RunSpec.from_dict(dict(record["spec"])).train_key()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def migrate_keys(root: Path, *, force: bool = False) -> list[tuple[str, str]]:
+    """Rename every entry of ``root/runs`` keyed by the unrounded floats of its spec (made before keys rounded
+    them, docs/protocol.md §12) to its canonical key; returns the (old, new) pairs renamed. Scans once per process
+    and state of the folder (an entry added or renamed since rescans) unless ``force``.
+
+    Only an entry whose folder name is the key of its record's own training fields is renamed (anything else was
+    keyed otherwise and is left alone); one whose canonical key exists already stays (with a
+    :class:`CacheWarning`). Safe beside other processes: a rename that another process made first is skipped.
+    """
+    runs = root / "runs"
+    renamed: list[tuple[str, str]] = []
+    if not runs.is_dir():
+        return renamed
+    state = runs.stat().st_mtime_ns
+    if not force and _SCANNED.get(str(runs.resolve())) == state:
+        return renamed
+    _SCANNED[str(runs.resolve())] = state
+    for entry in sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            record = json.loads((entry / "record.json").read_text())
+            spec = dict(record["spec"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # read_record quarantines it when it is asked for
+        key = canonical_key(record)
+        if key is None or key == entry.name or _hash({"v": CACHE_VERSION, **spec}) != entry.name:
+            continue
+        target = runs / key
+        if target.exists():
+            warnings.warn(f"cache entry {entry.name} has the canonical key {key}, which is taken already; left as it "
+                          f"is", CacheWarning, stacklevel=2)
+            continue
+        try:
+            os.rename(entry, target)
+        except OSError:  # another process renamed it first, or the folder is read-only
+            continue
+        record.update(key=key, spec=RunSpec.from_dict(spec).training_fields(), migrated_from=entry.name)
+        write_record(target / "record.json", record)
+        renamed.append((entry.name, key))
+    return renamed
 
 
 # --- partial checkpoints -----------------------------------------------------------------------------------------

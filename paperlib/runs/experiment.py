@@ -26,6 +26,7 @@ importable from here too.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import warnings
@@ -52,7 +53,8 @@ from .cache import (
     drop_partial,
     keeps_weights,
     load_weights,
-    locked,
+    locked_if_writable,
+    migrate_keys,
     open_partial,
     read_curve,
     read_record,
@@ -132,8 +134,14 @@ class RunResult:
         if model is None:
             if self.diverged:
                 why = "its training diverged (a NaN/inf loss), so it has no usable weights"
-            elif self.record.get("weights"):
-                why = "its weights file is missing or unreadable; run(spec) again recomputes the entry"
+            elif self.record.get("weights") or self.record.get("weights_lost") or (
+                    self.path is not None and (self.path / "record.json").is_file()
+                    and "weights_lost" in json.loads((self.path / "record.json").read_text())):
+                why = ("its weights file was missing or unreadable (set aside in the results folder's corrupt/); "
+                       "run(spec, need_weights=True) retrains it from its seed and keeps them")
+            elif self.record.get("weights_not_exported"):
+                why = ("its results were imported without weights (make export WEIGHTS=1 on the machine that trained "
+                       "it carries them); run(spec, need_weights=True) retrains it from its seed and keeps them")
             else:
                 size = self.record.get("weights_mb")
                 why = (
@@ -220,7 +228,11 @@ def _retrain_weights(
     """Retrain a cached network whose weights were not kept, check it against its record, and keep its weights."""
     key = entry.name
     size = record.get("weights_mb")
+    lost = record.get("weights_lost")
     warnings.warn(
+        f"run {key}'s weights file was unreadable ({lost.get('why')}; set aside as {lost.get('moved_to')}); "
+        f"retraining it from its seed to repair the entry"
+        if isinstance(lost, dict) else
         f"run {key} kept no weights ({f'{size:.1f} MiB, ' if size else ''}over the weights limit); "
         f"retraining it from its seed to get them (need_weights=True)",
         CacheWarning,
@@ -246,7 +258,7 @@ def _retrain_weights(
         )
     save_weights(entry, model)
     record = {
-        **record,
+        **{k: v for k, v in record.items() if k != "weights_lost"},
         "weights": True,
         "weights_retrained": {
             "accuracy": res.test_accuracy,
@@ -313,18 +325,24 @@ def run(
             f"({data.source}); point data_root at the data the spec was made for"
         )
     key, entry = spec.train_key(), root / "runs" / spec.train_key()
+    check_subsets(spec, data)
     sub = data.subset(train=spec.train_subset, test=spec.test_subset, seed=SUBSET_SEED).to(dev)
     fingerprint = code_fingerprint()
     record = read_record(root, entry)
+    if record is None and migrate_keys(root):  # entries under the keys of unrounded floats (§12) renamed
+        record = read_record(root, entry)
     if record is not None:
         record = check_fingerprint(root, entry, record, fingerprint, reuse_stale)
     model, trained = None, record is None
     if record is None:
+        for folder in ("runs", "partial"):  # before hours of training, not after them
+            check_writable(root / folder)
         limit = math.inf if need_weights else weights_limit_mb  # asked for weights: keep them whatever their size
         model, record = _train_entry(spec, sub, dev, root, entry, fingerprint, limit, progress)
-    elif need_weights and not record["diverged"] and not (entry / "weights.pt").is_file():
+    elif need_weights and not record["diverged"] and not (entry / "weights.pt").is_file():  # or set aside
         model, record = _retrain_weights(spec, sub, dev, root, entry, record, fingerprint, progress)
     curve = _curve(spec, record, fingerprint, entry, sub, dev, model, progress)
+    record = _reread(entry, record) if entry.is_dir() else record  # repaired weights rewrote it
     if record["diverged"]:
         fit = MidpointFit(
             math.nan, math.nan, math.nan, 0.1, math.nan, False, f"training diverged; {DIVERGED_SCORING} at every sigma"
@@ -346,6 +364,26 @@ def run(
         record=record,
         path=entry if entry.exists() else None,
     )
+
+
+def _reread(entry: Path, record: dict) -> dict:
+    """The entry's record as it is on disk now (a weights file set aside rewrote it); ``record`` when unreadable."""
+    try:
+        return json.loads((entry / "record.json").read_text())
+    except (OSError, ValueError):
+        return record
+
+
+def check_subsets(spec: RunSpec, data: CIFAR10Data) -> None:
+    """One clear error when ``spec`` asks for a subset larger than ``data`` holds (it would silently train or test
+    on fewer images than its spec and captions say)."""
+    for name, split, n in (("train_subset", "training", len(data.y_train)), ("test_subset", "test", len(data.y_test))):
+        want = getattr(spec, name)
+        if want is not None and want > n:
+            raise ValueError(
+                f"{name}={want:,} asks for more {split} images than the data set holds ({n:,} in {data.source}); "
+                f"use {name}=None (all of them) or at most {n:,}"
+            )
 
 
 def _missing(curve: pd.DataFrame, wanted: list[tuple[float, int]]) -> list[tuple[float, int]]:
@@ -376,16 +414,24 @@ def _curve(
         )
     made_by = record.get("fingerprint")
     path = curve_path(entry, spec, made_by)
-    with locked(entry / ".curve.lock"):
+    with locked_if_writable(entry / ".curve.lock") as writable:  # read-only: cached points can still be read
         cached = read_curve(path)
         missing = _missing(cached, wanted)
         if missing and not same_code(made_by, fingerprint):
             path = curve_path(entry, spec, fingerprint)
             cached = read_curve(path)
             missing = _missing(cached, wanted)
+        if missing and not writable:
+            raise ResultsNotWritableError(
+                f"run {entry.name} needs {len(missing)} noise point(s) that its cache entry lacks, but {entry} cannot "
+                f"be written (read-only); make it writable, or copy the results to a writable folder (results_dir=...)"
+            )
         if missing:
             if model is None:
                 model = load_weights(entry, spec, dev)
+            if model is None and "weights_lost" in _reread(entry, record):  # a damaged weights file: repair it
+                model, _ = _retrain_weights(spec, data, dev, entry.parent.parent, entry, _reread(entry, record),
+                                            fingerprint, progress)
             if model is None:
                 warnings.warn(
                     f"run {entry.name} keeps no weights; retraining it to evaluate {len(missing)} new noise points",

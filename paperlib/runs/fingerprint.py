@@ -8,7 +8,11 @@ hashes the modules that determine a trained network and its accuracies
 
 Each module is hashed on its syntax tree with docstrings (every bare string
 statement) removed, so comments, docstrings, field docstrings and formatting do
-not change the hash; any change of code does, even one that leaves the numbers
+not change the hash. Statements that only call :mod:`paperlib.guards` (a bare
+``guards.<name>(...)`` and ``from . import guards``) are removed too: a guard
+raises on bad input or sets a damaged cache file aside and never changes a
+number (its contract, tested), so a new check of bad input keeps every cached
+result. Any other change of code does change the hash, even one that leaves the numbers
 as they were (the cache cannot tell; ``run(..., reuse_stale=True)`` is for a
 person who can).
 """
@@ -30,15 +34,30 @@ RESULT_PACKAGES: tuple[str, ...] = ("torch", "torchvision", "brevitas", "numpy")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
+#: The module whose calls the fingerprint leaves out (see the module docstring).
+GUARDS = "guards"
+
+
+def _ignored(s: ast.stmt) -> bool:
+    """A docstring (bare string statement), a bare call ``guards.<name>(...)`` or ``from . import guards``."""
+    if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
+        return True
+    if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call):
+        func = s.value.func
+        return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == GUARDS
+    return (isinstance(s, ast.ImportFrom) and s.module is None and s.level >= 1
+            and [(a.name, a.asname) for a in s.names] == [(GUARDS, None)])
+
+
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    """Remove every bare string statement (docstrings, attribute docstrings) from every body, in place."""
+    """Remove every docstring and every statement that only calls the guards (:func:`_ignored`) from every body,
+    in place."""
     for node in ast.walk(tree):
         for name in ("body", "orelse", "finalbody"):
             body = getattr(node, name, None)
             if not isinstance(body, list) or not body or not isinstance(body[0], ast.stmt):
                 continue
-            kept = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
-                                            and isinstance(s.value.value, str))]
+            kept = [s for s in body if not _ignored(s)]
             setattr(node, name, kept or ([ast.Pass()] if name == "body" else []))
     return tree
 

@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from ..models import ARCHS
-from .spec import RunSpec
+from .spec import RunSpec, canonical_grid
 
 CONFIG_DIR = Path(__file__).resolve().parent / "profiles"
 PROFILES: tuple[str, ...] = ("smoke", "quick", "lenet-full", "gpu", "paper", "paper-dryrun")
@@ -80,6 +80,55 @@ def _merge_per_arch(per_arch: Any) -> dict[str, dict[str, Any]]:
             raise ValueError(f"per_arch[{arch!r}]['scales'] must be a list of constant scales, got {scales!r}")
         values["scales"] = tuple(float(v) for v in scales)
     return out
+
+
+#: What each scalar or list field of :class:`Profile` holds, for the error on a value of the wrong type:
+#: field -> (kind, example). Kinds: int (>= 1), int0 (>= 0), int?, number, number?, ints, archs, text.
+_FIELD_KINDS: Mapping[str, tuple[str, str]] = {
+    "name": ("text", "quick"),
+    "epochs": ("int", "8"), "seeds": ("int", "2"), "repeats": ("int", "1"), "n_sigmas": ("int", "17"),
+    "vgg11_ramp_epochs": ("int0", "100"), "noisy_n_sigmas": ("int", "17"),
+    "train_subset": ("int?", "10000"), "test_subset": ("int?", "2000"), "walking_test_subset": ("int?", "2000"),
+    "sigma_min": ("number", "0.01"), "sigma_max": ("number", "100"), "noisy_scale": ("number", "1.0"),
+    "noisy_sigma_min": ("number?", "0.1"), "noisy_sigma_max": ("number?", "10"),
+    "bits": ("ints", "[4, 8]"), "noisy_bits": ("ints", "[4, 8]"), "archs": ("archs", "[lenet5, resnet18]"),
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_types(profile: Profile) -> None:
+    """One clear error for a field of the wrong type (``bits: 8`` for ``[8]``, ``n_sigmas: "five"``) or an
+    unknown architecture in ``archs``, before anything else reads the profile."""
+    for name, (kind, example) in _FIELD_KINDS.items():
+        v = getattr(profile, name)
+        optional = kind.endswith("?")
+        if optional and v is None:
+            continue
+        base = kind.rstrip("?")
+        if base in ("int", "int0"):
+            least = 0 if base == "int0" else 1
+            ok = _is_int(v) and v >= least
+            want = f"an integer >= {least}" + (" or null (all)" if optional else "")
+        elif base == "number":
+            ok = isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and 0 < float(v) < float("inf")
+            want = "a positive number" + (" or null" if optional else "")
+        elif base == "text":
+            ok, want = isinstance(v, str) and bool(v), "a name"
+        elif base == "ints":
+            ok = isinstance(v, (list, tuple)) and all(_is_int(b) for b in v)
+            want = "a list of bit widths"
+        else:  # archs
+            ok = isinstance(v, (list, tuple)) and bool(v) and all(isinstance(a, str) for a in v)
+            want = f"a list of architectures ({', '.join(ARCHS)})"
+            if ok and not set(v) <= set(ARCHS):
+                unknown = ", ".join(repr(a) for a in v if a not in ARCHS)
+                raise ValueError(f"archs names unknown architecture(s) {unknown}; valid architectures: "
+                                 f"{', '.join(ARCHS)}")
+        if not ok:
+            raise ValueError(f"{name} must be {want} (e.g. {name}: {example}), got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +177,7 @@ class Profile:
     the paper defaults key by key"""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         object.__setattr__(self, "per_arch", _merge_per_arch(self.per_arch))
         lo, hi = self._noisy_range()
         if not 0 < lo < hi:
@@ -151,7 +201,7 @@ class Profile:
     def _grid(self, n: int, lo: float | None = None, hi: float | None = None) -> tuple[float, ...]:
         """``n`` log-spaced points from ``lo`` to ``hi`` (default: the evaluation range)."""
         lo, hi = (self.sigma_min if lo is None else lo), (self.sigma_max if hi is None else hi)
-        return tuple(float(s) for s in np.logspace(np.log10(lo), np.log10(hi), n))
+        return canonical_grid(np.logspace(np.log10(lo), np.log10(hi), n))  # the same floats on every machine (§12)
 
     def _arch(self, arch: str) -> Mapping[str, Any]:
         if arch not in self.per_arch:

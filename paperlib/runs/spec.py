@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +30,31 @@ from ..training import TrainConfig, default_lr
 CACHE_VERSION = 1
 #: Seed of the training/test subsets: every run of a profile sees the same images.
 SUBSET_SEED = 0
+#: Significant decimal digits of every float that enters a cache key or names a stored point (docs/protocol.md §12).
+KEY_DIGITS = 12
+#: The float fields of a spec that are made canonical (:func:`canonical`) before they are hashed or stored.
+CANONICAL_FIELDS: tuple[str, ...] = ("scale", "sigma_train", "lr", "sigma_alpha", "sigma_theta")
+
+
+def canonical(x: float) -> float:
+    """``x`` rounded to :data:`KEY_DIGITS` significant decimal digits: the same float on every machine.
+
+    A grid made by ``np.logspace`` differs in the last bit between CPUs and
+    numpy builds (``10 ** -1.25`` by hand is one ulp away from numpy's on some
+    machines), and a key hashes the float's exact decimal form. Rounding to 12
+    digits (correctly rounded by Python's ``format``) maps every such variant to
+    one float, far below any difference that matters (docs/protocol.md §12).
+    Exact values (0.25, 8.0, 0.001, integers) are unchanged; ``-0.0`` becomes ``0.0``; inf and NaN stay.
+    """
+    x = float(x)
+    if x == 0 or not math.isfinite(x):
+        return abs(x) if x == 0 else x
+    return float(f"{x:.{KEY_DIGITS}g}")
+
+
+def canonical_grid(values) -> tuple[float, ...]:
+    """Every point of ``values`` (floats, numpy arrays, strings of numbers) made :func:`canonical`."""
+    return tuple(canonical(float(v)) for v in np.atleast_1d(np.asarray(values, dtype=object)))
 
 
 @dataclass(frozen=True)
@@ -81,12 +107,14 @@ class RunSpec:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
         check_quant_args(self.bits, self.scale)
-        sigmas = tuple(float(check_sigma(float(s))) for s in np.atleast_1d(self.sigmas))
+        sigmas = tuple(canonical(check_sigma(float(s))) for s in np.atleast_1d(self.sigmas))
         if not sigmas:
             raise ValueError("sigmas must hold at least one noise level")
         object.__setattr__(self, "sigmas", sigmas)
-        if self.scale is not None:
-            object.__setattr__(self, "scale", float(self.scale))
+        for name in CANONICAL_FIELDS:  # one float on every machine, and 1 and 1.0 are one spec (§12)
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                object.__setattr__(self, name, canonical(value))
         if not (isinstance(self.repeats, int) and self.repeats >= 1):
             raise ValueError(f"repeats must be an integer >= 1, got {self.repeats!r}")
         for name in ("train_subset", "test_subset"):
@@ -95,10 +123,6 @@ class RunSpec:
                 raise ValueError(f"{name} must be None (all images) or an integer >= 10, got {value!r}")
         if self.noise_kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise_kind {self.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
-        for name in ("sigma_alpha", "sigma_theta"):  # 1 and 1.0 are one spec, with one cache key
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, name, float(value))
         self.train_config()  # validates epochs, lr, batch size, sigma_train, the ramp and the training noise
 
     @classmethod
@@ -136,7 +160,7 @@ class RunSpec:
             if k not in ("sigmas", "repeats", "noise_kind")
             and not (k in HASH_OPTIONAL_DEFAULTS and v == HASH_OPTIONAL_DEFAULTS[k])
         }
-        out["lr"] = self.train_config().lr
+        out["lr"] = canonical(self.train_config().lr)
         return out
 
     def train_key(self) -> str:
