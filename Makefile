@@ -10,6 +10,10 @@ DEVICE ?= auto
 DATA ?=
 EXECUTOR ?= local
 OUT ?= results/notebooks/$(notdir $(basename $(PROFILE)))
+# make export / make import: the archive that carries results between machines, and whether it holds the weights.
+FILE ?= results-$(notdir $(basename $(PROFILE))).tar.gz
+WEIGHTS ?=
+REPLACE ?=
 # The profiles whose figures are committed (the README shows them); the others are not tracked (.gitignore).
 COMMITTED_FIGURES := figures/quick figures/lenet-full
 NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.paper.notebooks \
@@ -19,12 +23,15 @@ NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.pa
 # 04 those of 01-03, and 05-07 load networks that 01-03 trained. Safe under make -j.
 NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise variance-aware noise-kinds
 
-.PHONY: help install figures $(NOTEBOOKS) test test-fast test-dryrun lint check-figures lab refresh-notebooks
+.PHONY: help install figures $(NOTEBOOKS) test test-fast test-dryrun lint check-figures lab refresh-notebooks \
+	export import
 
 help:  ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PROFILE=smoke|quick|lenet-full|gpu|paper|paper-dryrun|<file.yaml> DEVICE=auto|cpu|cuda DATA=<CIFAR-10 folder or .tar.gz> OUT=<folder>"
 	@echo "             EXECUTOR=local (default: a Dask LocalCluster on every core) | '' (in the kernel) | <scheduler address>"
+	@echo "             FILE=<archive of make export/import> WEIGHTS=1 (export the weights too) NB=\"01 03\" (some notebooks)"
+	@echo "             REPLACE=1 (make import: move entries of other code to stale/ and take the archive's)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +81,12 @@ lint: $(VENV)/.installed  ## ruff on the code, actionlint on the workflows
 
 check-figures: $(VENV)/.installed  ## fail when a committed figure was made by code that differs from the checkout's
 	$(PY) -m paperlib.runs.check_figures $(COMMITTED_FIGURES)
+
+export: $(VENV)/.installed  ## pack PROFILE's results into FILE for another machine (WEIGHTS=1: weights too; NB="01 03")
+	$(PY) -m paperlib.paper.transfer export --profile $(PROFILE) --out "$(FILE)" $(if $(filter 1 yes true,$(WEIGHTS)),--weights) $(NB)
+
+import: $(VENV)/.installed  ## add the results in FILE to results/ (checks it whole first; REPLACE=1: replace other code's)
+	$(PY) -m paperlib.paper.transfer import "$(FILE)" $(if $(filter 1 yes true,$(REPLACE)),--replace-other-code)
 
 lab: $(VENV)/.installed  ## JupyterLab with this environment as the kernel "Python (paperlib)"
 	$(PY) -m ipykernel install --user --name paperlib --display-name "Python (paperlib)"
