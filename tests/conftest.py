@@ -1,5 +1,6 @@
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,31 @@ from PIL import Image
 
 from paperlib.data import CLASSES, CIFAR10Data
 
-#: A CIFAR-10 archive (e.g. the JPEG copy, an image-folder tree as .tar.gz) for the tests on real data; .ci/run sets it.
+#: The JPEG copy of CIFAR-10, a .tar.gz of train/<class>/*.jpg and test/<class>/*.jpg, for the tests on real data;
+#: .ci/run sets it where the workspace has the archive.
 ARCHIVE_ENV = "PAPERLIB_TEST_ARCHIVE"
+#: A data root holding torchvision's python release, ``<root>/cifar-10-batches-py``, for the tests on real data; the
+#: tests workflow (.github/workflows/tests.yml) downloads it with ``torchvision.datasets.CIFAR10`` and sets it.
+DATA_ENV = "PAPERLIB_TEST_DATA"
+
+
+@dataclass(frozen=True)
+class RealCIFAR10:
+    """Real CIFAR-10 for the tests on it: where it is and what :func:`paperlib.load_cifar10` must say of it."""
+
+    kind: str
+    """``"jpeg-archive"`` (the JPEG copy, from $PAPERLIB_TEST_ARCHIVE) or ``"python-release"`` ($PAPERLIB_TEST_DATA)"""
+    path: Path
+    """what to pass to :func:`paperlib.load_cifar10`: the archive, or the data root"""
+    source: str
+    """the source label it must get: ``"CIFAR-10 (JPEG copy)"`` or ``"CIFAR-10"``"""
+
+
+#: The two sources of real CIFAR-10: environment variable, source label, what the variable must name.
+REAL_SOURCES = {
+    "jpeg-archive": (ARCHIVE_ENV, "CIFAR-10 (JPEG copy)", "a .tar.gz of train/<class>/*.jpg, test/<class>/*.jpg"),
+    "python-release": (DATA_ENV, "CIFAR-10", "a data root holding cifar-10-batches-py"),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -19,13 +43,23 @@ def _quiet_and_deterministic(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-@pytest.fixture(scope="session")
-def archive() -> Path:
-    """The CIFAR-10 archive named by $PAPERLIB_TEST_ARCHIVE, or skip."""
-    path = Path(os.environ.get(ARCHIVE_ENV, ""))
-    if not os.environ.get(ARCHIVE_ENV) or not path.is_file():
-        pytest.skip(f"no CIFAR-10 archive: set {ARCHIVE_ENV} to a .tar.gz of train/<class>/*.jpg, test/<class>/*.jpg")
-    return path
+@pytest.fixture(scope="session", params=list(REAL_SOURCES))
+def real_cifar10(request) -> RealCIFAR10:
+    """Real CIFAR-10, once from each source (:data:`REAL_SOURCES`): the JPEG archive named by $PAPERLIB_TEST_ARCHIVE
+    and the data root named by $PAPERLIB_TEST_DATA.
+
+    A source whose variable is not set is skipped, with the variable in the reason; one that is set but does not name
+    what it must fails, so a CI whose data went missing does not pass by skipping.
+    """
+    variable, source, what = REAL_SOURCES[request.param]
+    value = os.environ.get(variable, "")
+    if not value:
+        pytest.skip(f"no {request.param} of CIFAR-10: set {variable} to {what}")
+    path = Path(value).expanduser().resolve()
+    found = path.is_file() if request.param == "jpeg-archive" else (path / "cifar-10-batches-py").is_dir()
+    if not found:
+        pytest.fail(f"{variable}={value} is not {what}", pytrace=False)
+    return RealCIFAR10(request.param, path, source)
 
 
 def separable_data(n_train=512, n_test=500, seed=0) -> CIFAR10Data:

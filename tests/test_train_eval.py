@@ -130,9 +130,21 @@ def test_noise_sweep_table_and_seed(trained):
         noise_sweep(trained, data.x_test, data.y_test, [-1.0], progress=False)
 
 
-def test_short_lenet5_run_on_the_real_archive_beats_chance(archive):
-    data = load_cifar10(archive, download=False, train_subset=1000, seed=0).subset(test=2000)
-    assert data.source == "CIFAR-10 (JPEG copy)"
+def test_short_lenet5_run_on_real_cifar10_beats_chance(real_cifar10):
+    """Real CIFAR-10 from each source that is set (the JPEG archive, the python release; see ``real_cifar10``):
+    read whole, with the source's own label and image order, balanced classes, and LeNet-5 learns from 1,000 of its
+    images."""
+    full = load_cifar10(real_cifar10.path, download=False)
+    assert full.source == real_cifar10.source, real_cifar10
+    assert (len(full.y_train), len(full.y_test)) == (50_000, 10_000) and full.x_train.shape[1:] == (3, 32, 32)
+    assert torch.bincount(full.y_train).tolist() == [5000] * 10 and torch.bincount(full.y_test).tolist() == [1000] * 10
+    if real_cifar10.kind == "python-release":  # the release's own order: data_batch_1..5, then test_batch
+        assert full.y_train[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+        assert full.y_test[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+    else:  # the image-folder reader goes class by class
+        assert bool((full.y_train.diff() >= 0).all() and (full.y_test.diff() >= 0).all())
+    data = full.subset(train=1000, test=2000, seed=0)
+    del full
     res = train(build_model("lenet5", seed=0), data, TrainConfig(epochs=4, lr=1e-3), device="cpu", progress=False)
     assert res.test_accuracy > 0.17, res.history  # chance is 0.10 (+-0.007 on 2000 images)
 
