@@ -9,10 +9,19 @@ For LeNet-5 and ResNet-18 on ``--device``:
   8 bits with a constant scale and with a dynamic scale, on the fast QAT path
   (:mod:`paperlib.fastquant`, what :func:`paperlib.train` runs) and on
   Brevitas' own modules; and the QAT/fp32 time ratio;
-- ``fast_vs_brevitas``: a few training steps from the same start on both
-  paths: whether outputs, gradients and the final state are bit for bit equal,
-  and the largest absolute difference (CUDA kernels may reorder sums: expect
-  float-level differences there, not on the CPU);
+- ``rerun``: each path against itself (a few training steps from the same
+  start, twice), first, so that nondeterministic kernels never read as a bug of
+  the fast path; then ``fast_vs_brevitas``: the two paths from the same start:
+  whether outputs, gradients and the final state are bit for bit equal, and the
+  largest absolute difference. All of it under :func:`paperlib.device.reproducible`
+  (deterministic kernels, as :func:`paperlib.run` trains), and ``rerun`` also
+  without them (``rerun_nondeterministic``), which shows what they buy;
+- ``determinism_cost``: training images/s with CUDA's default kernels over
+  images/s with deterministic ones, per variant on the fast path (on the CPU
+  both time the same kernels: there the ratio only shows timing noise);
+- ``trained_twice``: one small spec trained and evaluated twice by
+  :func:`paperlib.run` into two result folders: whether records (clean accuracy,
+  history) and noise curves are equal;
 - ``frozen_vs_brevitas``: evaluation with frozen quantizers
   (:func:`paperlib.inference.frozen_quantizers`) against Brevitas' forward on
   the same batch: bitwise equal or not, and the largest difference.
@@ -24,14 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
 from benchmarks.timing import step_time
-from paperlib import build_model, resolve_device
-from paperlib.device import tf32
+from paperlib import CIFAR10Data, RunSpec, build_model, resolve_device, run
+from paperlib.device import reproducible, tf32
 from paperlib.fastquant import fast_qat
 from paperlib.inference import frozen_quantizers
 
@@ -90,6 +101,25 @@ def frozen_vs_brevitas(arch: str, device: torch.device, batch: int = 64) -> dict
     return compare([reference], [fast])
 
 
+def trained_twice(arch: str, dev: torch.device, bits: int | None = 8, scale: float | None = None) -> dict:
+    """One small spec (1 epoch on 256 random images, 3 sigmas) trained and evaluated twice by :func:`paperlib.run`
+    into two fresh result folders: whether the records and curves are equal."""
+    g = torch.Generator().manual_seed(0)
+    data = CIFAR10Data(torch.randn(256, 3, 32, 32, generator=g), torch.arange(256) % 10,
+                       torch.randn(128, 3, 32, 32, generator=g), torch.arange(128) % 10, "random images")
+    spec = RunSpec(arch=arch, bits=bits, scale=scale, epochs=1, batch_size=64, sigmas=(0.1, 1.0, 10.0), repeats=1)
+    results = []
+    for _ in range(2):
+        with tempfile.TemporaryDirectory() as folder:
+            results.append(run(replace(spec), data=data, results_dir=folder, device=dev, progress=False))
+    a, b = results
+    return {"accuracy_equal": a.accuracy == b.accuracy,
+            "history_equal": a.history.drop(columns=["seconds"], errors="ignore").equals(
+                b.history.drop(columns=["seconds"], errors="ignore")),
+            "curve_equal": a.noise_curve.equals(b.noise_curve), "deterministic": a.deterministic,
+            "accuracies": [a.accuracy, b.accuracy]}
+
+
 def check_device(device: str = "cuda", quick: bool = False) -> dict:
     """Every measurement of the module docstring on ``device``; ``quick``: few steps, LeNet-5 only (for tests)."""
     dev = resolve_device(device)
@@ -103,23 +133,41 @@ def check_device(device: str = "cuda", quick: bool = False) -> dict:
     return out
 
 
+def _speeds(arch: str, dev: torch.device, steps: int, brevitas: bool = True) -> dict:
+    """Training images/s per variant on the fast path (and on Brevitas' modules when ``brevitas``)."""
+    speed = {}
+    for name, (bits, scale) in VARIANTS.items():
+        for fast in ((True,) if bits is None or not brevitas else (True, False)):
+            key = name if bits is None else f"{name}_{'fast' if fast else 'brevitas'}"
+            speed[key] = images_per_s(arch, bits, scale, fast, dev, steps)
+    return speed
+
+
 def _check_arch(arch: str, dev: torch.device, steps: int) -> dict:
     """The measurements of the module docstring for one architecture."""
-    r: dict = {"train_images_per_s": {}}
-    for name, (bits, scale) in VARIANTS.items():
-        for fast in ((True,) if bits is None else (True, False)):
-            key = name if bits is None else f"{name}_{'fast' if fast else 'brevitas'}"
-            r["train_images_per_s"][key] = images_per_s(arch, bits, scale, fast, dev, steps)
-    speed = r["train_images_per_s"]
-    r["qat_over_fp32_fast"] = {n: speed["fp32"] / speed[f"{n}_fast"] for n in ("int8_constant", "int8_dynamic")}
-    r["qat_over_fp32_brevitas"] = {
-        n: speed["fp32"] / speed[f"{n}_brevitas"] for n in ("int8_constant", "int8_dynamic")
-    }
-    r["fast_vs_brevitas"] = {
-        n: compare(*(_trace(arch, bits, scale, f, dev, steps=3, batch=8) for f in (False, True)))
-        for n, (bits, scale) in VARIANTS.items() if bits is not None
-    }
-    r["frozen_vs_brevitas"] = frozen_vs_brevitas(arch, dev)
+    r: dict = {}
+    with reproducible(dev, deterministic=False):
+        fastest = _speeds(arch, dev, steps, brevitas=False)
+        r["rerun_nondeterministic"] = {
+            n: compare(*(_trace(arch, bits, scale, True, dev, steps=3, batch=8) for _ in range(2)))
+            for n, (bits, scale) in VARIANTS.items() if bits is not None
+        }
+    with reproducible(dev, deterministic=True) as numerics:
+        r["numerics"] = numerics
+        r["train_images_per_s"] = speed = _speeds(arch, dev, steps)
+        r["determinism_cost"] = {k: fastest[k] / v for k, v in speed.items() if k in fastest}
+        r["qat_over_fp32_fast"] = {n: speed["fp32"] / speed[f"{n}_fast"] for n in ("int8_constant", "int8_dynamic")}
+        r["qat_over_fp32_brevitas"] = {
+            n: speed["fp32"] / speed[f"{n}_brevitas"] for n in ("int8_constant", "int8_dynamic")
+        }
+        traces = {(n, f, k): _trace(arch, bits, scale, f, dev, steps=3, batch=8)
+                  for n, (bits, scale) in VARIANTS.items() if bits is not None for f in (False, True) for k in (0, 1)}
+        names = [n for n, (bits, _) in VARIANTS.items() if bits is not None]
+        r["rerun"] = {f"{n}_{'fast' if f else 'brevitas'}": compare(traces[(n, f, 0)], traces[(n, f, 1)])
+                      for n in names for f in (False, True)}
+        r["fast_vs_brevitas"] = {n: compare(traces[(n, False, 0)], traces[(n, True, 0)]) for n in names}
+        r["frozen_vs_brevitas"] = frozen_vs_brevitas(arch, dev)
+    r["trained_twice"] = trained_twice(arch, dev)  # run() chooses its kernels itself (deterministic by default)
     return r
 
 

@@ -1,10 +1,24 @@
-"""Device selection: the device is always a parameter, never hard-coded."""
+"""Device selection and numerics: the device is always a parameter, never hard-coded.
+
+Reproducible on CUDA by default (docs/protocol.md §12): :func:`reproducible`
+runs the block with deterministic algorithms on a CUDA device (cuDNN's default
+algorithms are not: the same seed gave two different ResNet-18 networks), so
+that a rerun gives the same numbers and an interrupted run resumes to the
+same result, as on the CPU. ``PAPERLIB_NONDETERMINISTIC=1`` (or
+``deterministic=False``) opts out for speed; every result records which it was.
+"""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
+
+#: Set to 1 to let CUDA choose its fastest, nondeterministic kernels; every result records that it did.
+NONDETERMINISTIC_ENV = "PAPERLIB_NONDETERMINISTIC"
+#: The cuBLAS workspace that deterministic cuBLAS needs (set when deterministic and not set already).
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -27,6 +41,47 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device {device!r} is not one paperlib runs on; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return dev
+
+
+def deterministic_default(deterministic: bool | None = None) -> bool:
+    """``deterministic``, or when None: True unless ``$PAPERLIB_NONDETERMINISTIC`` is 1/true/yes/on."""
+    if deterministic is not None:
+        return bool(deterministic)
+    return os.environ.get(NONDETERMINISTIC_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+@contextlib.contextmanager
+def reproducible(device: str | torch.device, deterministic: bool | None = None) -> Iterator[dict]:
+    """Run the block with deterministic algorithms on a CUDA ``device`` (unless opted out); restored on exit.
+
+    On CUDA: ``torch.use_deterministic_algorithms(True)`` (an op without a
+    deterministic kernel raises, naming itself: opt out with
+    ``PAPERLIB_NONDETERMINISTIC=1``), ``cudnn.deterministic``, no cuDNN
+    benchmarking, and ``CUBLAS_WORKSPACE_CONFIG`` when unset. On the CPU nothing
+    changes: it is deterministic already (one numeric thread, §12).
+
+    Yields:
+        What a result records of its numerics: ``{"device_type": "cuda", "deterministic": True, "how": ...}``.
+    """
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        yield {"device_type": dev.type, "deterministic": True, "how": "CPU kernels, one numeric thread"}
+        return
+    det = deterministic_default(deterministic)
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if det:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(det)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = det, False
+    how = ("torch.use_deterministic_algorithms(True), cudnn.deterministic" if det
+           else f"CUDA's default kernels, not deterministic (opted out: {NONDETERMINISTIC_ENV}=1 or "
+                "deterministic=False)")
+    try:
+        yield {"device_type": "cuda", "deterministic": det, "how": how}
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
 @contextlib.contextmanager

@@ -24,6 +24,13 @@ def test_fast_training_and_frozen_evaluation_equal_brevitas_on_the_device(device
             assert c["max_abs_diff"] < 1e-4, f"{name}: max |diff| {c['max_abs_diff']}"
     assert all(v > 0 for v in lenet["train_images_per_s"].values())
     assert result["device"].startswith(device)
+    # each path against itself first, deterministic kernels: a rerun is bit for bit the same on every device
+    assert set(lenet["rerun"]) == {f"{n}_{p}" for n in ("int8_constant", "int8_dynamic") for p in ("fast", "brevitas")}
+    assert all(c["bitwise_equal"] for c in lenet["rerun"].values()), lenet["rerun"]
+    assert lenet["numerics"]["deterministic"] is True and lenet["numerics"]["device_type"] == device
+    twice = lenet["trained_twice"]
+    assert twice["accuracy_equal"] and twice["history_equal"] and twice["curve_equal"] and twice["deterministic"]
+    assert set(lenet["determinism_cost"]) == {"fp32", "int8_constant_fast", "int8_dynamic_fast"}
 
 
 def test_the_comparison_sees_one_flipped_bit():

@@ -188,7 +188,7 @@ def test_a_notebook_whose_runs_fail_stops_and_writes_nothing(tmp_path):
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(FAILING_TRAINING)
     figures = tmp_path / "figures"
-    data = make_learnable_release(tmp_path / "data", n_train=50, n_test=20)
+    data = make_learnable_release(tmp_path / "data", n_train=3000, n_test=100)  # the smoke profile's subsets
     env = {**os.environ, **_env(tmp_path, data), "PAPERLIB_FIGURES": str(figures), "PAPERLIB_TEST_BREAK_TRAINING": "1",
            "PYTHONPATH": os.pathsep.join([str(shim), os.environ.get("PYTHONPATH", "")])}
     notebook = REPO / "notebooks" / "01_fig2_lenet_qat.ipynb"

@@ -51,6 +51,29 @@ def failed_runs(df: pd.DataFrame) -> int:
     return int(_failed_mask(df).sum())
 
 
+def accelerator_kernels(df: pd.DataFrame) -> str:
+    """For a caption: the accelerators that trained the networks of the sweep table ``df`` and whether their kernels
+    were deterministic (``device`` and ``deterministic`` columns of :func:`paperlib.run_sweep`), e.g. "trained on
+    cuda, deterministic kernels"; empty when every network was trained on the CPU (deterministic there, §12)."""
+    if "device" not in df or "deterministic" not in df:
+        return ""
+    runs = df.drop_duplicates("key") if "key" in df else df
+    gpu = runs[runs.device.notna() & ~runs.device.astype(str).str.startswith("cpu")]
+    if gpu.empty:
+        return ""
+    det = gpu.deterministic
+    n_true, n_false = int((det == True).sum()), int((det == False).sum())  # noqa: E712 (None counts as neither)
+    n_unknown = len(gpu) - n_true - n_false
+    if n_true == len(gpu):
+        how = "deterministic kernels"
+    elif n_false == len(gpu):
+        how = "NOT deterministic kernels (opted out)"
+    else:
+        how = (f"{n_true} of {len(gpu)} networks with deterministic kernels"
+               + (f", {n_unknown} not recorded" if n_unknown else ""))
+    return f"trained on {', '.join(sorted(gpu.device.astype(str).unique()))}, {how}"
+
+
 @dataclass(frozen=True)
 class Session:
     """The resolved parameters of one notebook run."""
@@ -212,6 +235,9 @@ class Session:
         parts.append(", ".join(str(d) for d in df.dataset.dropna().unique()) or "no data")
         if failed_runs(df):  # only with allow_failures=True (see sweep)
             parts.append(f"{failed_runs(df)} run(s) failed and are left out")
+        kernels = accelerator_kernels(df)
+        if kernels:
+            parts.append(kernels)
         if not {"revision", "code"} <= set(df.columns):
             parts.append(f"paperlib rev {git_revision()} (this checkout: the table names no revision of its results)")
             return " · ".join(parts)

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..data import CIFAR10Data, load_cifar10
-from ..device import resolve_device
+from ..device import deterministic_default, reproducible, resolve_device
 from ..evaluate import evaluate_pairs, nan_logit_accuracy, summarize_sweep
 from ..midpoint import MidpointFit, fit_midpoint_calibrated
 from ..models import build_model
@@ -124,6 +124,17 @@ class RunResult:
         return self.record.get("provenance", {}).get("revision")
 
     @property
+    def deterministic(self) -> bool | None:
+        """Whether the network was trained with deterministic kernels (CPU: always; CUDA: unless opted out); None:
+        recorded before results said so."""
+        return (self.record.get("numerics") or {}).get("deterministic")
+
+    @property
+    def device(self) -> str | None:
+        """The device that trained the network (from the record's provenance)."""
+        return self.record.get("provenance", {}).get("device")
+
+    @property
     def code(self) -> str | None:
         """combined code hash of the fingerprint that trained the network; None: made before fingerprints."""
         return (self.record.get("fingerprint") or {}).get("code")
@@ -186,8 +197,10 @@ def _train_entry(
     fingerprint: dict,
     weights_limit_mb: float,
     progress: bool,
+    numerics: dict | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Train ``spec`` and write its entry (whole or not at all); returns the model and the entry's record."""
+    """Train ``spec`` and write its entry (whole or not at all); returns the model and the entry's record;
+    ``numerics``: what :func:`paperlib.device.reproducible` says of the kernels, recorded."""
     key = entry.name
     model, res = _train_in_partial(spec, data, dev, root, key, fingerprint, progress)
     size_mb = weights_mb(model)
@@ -207,6 +220,7 @@ def _train_entry(
         "data": data.describe(),
         "fingerprint": fingerprint,
         "provenance": provenance(str(dev)),
+        "numerics": numerics,
     }
     if res.diverged:
         record.update(scored=DIVERGED_SCORING, accuracy_before_divergence=res.test_accuracy)
@@ -282,6 +296,7 @@ def run(
     progress: bool = True,
     reuse_stale: bool | None = None,
     need_weights: bool = False,
+    deterministic: bool | None = None,
 ) -> RunResult:
     """Train and evaluate ``spec``, or take what the cache already holds (made by this code).
 
@@ -299,6 +314,8 @@ def run(
         need_weights: retrain (from the seed, with a warning) a cached network whose weights were not
             kept, check its clean accuracy against the record and keep them, so that
             :meth:`RunResult.load_model` works.
+        deterministic: on CUDA, deterministic kernels (:func:`paperlib.device.reproducible`; recorded as
+            ``record["numerics"]``); None = yes unless ``$PAPERLIB_NONDETERMINISTIC`` is 1. No effect on the CPU.
 
     Returns:
         A :class:`RunResult`. A diverged run is recorded and returned
@@ -337,11 +354,13 @@ def run(
     if record is None:
         for folder in ("runs", "partial"):  # before hours of training, not after them
             check_writable(root / folder)
-        limit = math.inf if need_weights else weights_limit_mb  # asked for weights: keep them whatever their size
-        model, record = _train_entry(spec, sub, dev, root, entry, fingerprint, limit, progress)
-    elif need_weights and not record["diverged"] and not (entry / "weights.pt").is_file():  # or set aside
-        model, record = _retrain_weights(spec, sub, dev, root, entry, record, fingerprint, progress)
-    curve = _curve(spec, record, fingerprint, entry, sub, dev, model, progress)
+    with reproducible(dev, deterministic_default(deterministic)) as numerics:
+        if record is None:
+            limit = math.inf if need_weights else weights_limit_mb  # asked for weights: keep them at any size
+            model, record = _train_entry(spec, sub, dev, root, entry, fingerprint, limit, progress, numerics)
+        elif need_weights and not record["diverged"] and not (entry / "weights.pt").is_file():  # or set aside
+            model, record = _retrain_weights(spec, sub, dev, root, entry, record, fingerprint, progress)
+        curve = _curve(spec, record, fingerprint, entry, sub, dev, model, progress)
     record = _reread(entry, record) if entry.is_dir() else record  # repaired weights rewrote it
     if record["diverged"]:
         fit = MidpointFit(

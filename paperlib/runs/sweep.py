@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..device import deterministic_default
 from ..threads import cpu_count, dask_task_threads
 from . import progress as _progress
 from .experiment import RunSpec, check_writable, results_root, reuse_stale_default, run
@@ -37,7 +38,8 @@ def _rows(result) -> list[dict[str, Any]]:
     """One row per curve point; ``revision`` and ``code`` name the checkout and code fingerprint that trained it."""
     common = {**_spec_fields(result.spec), "key": result.key, "clean_accuracy": result.accuracy,
               "diverged": result.diverged, "error": result.error, "trained": result.trained,
-              "revision": result.revision, "code": result.code}
+              "revision": result.revision, "code": result.code, "device": result.device,
+              "deterministic": result.deterministic}
     if result.noise_curve.empty:
         return [{**common, **_NO_CURVE}]
     return [{**common, "sigma": s, "repeat": int(r), "accuracy": a}
@@ -46,7 +48,7 @@ def _rows(result) -> list[dict[str, Any]]:
 
 def _error_rows(spec: RunSpec, error: str) -> list[dict[str, Any]]:
     return [{**_spec_fields(spec), "key": None, "clean_accuracy": math.nan, "diverged": False, "error": error,
-             "trained": False, "revision": None, "code": None, **_NO_CURVE}]
+             "trained": False, "revision": None, "code": None, "device": None, "deterministic": None, **_NO_CURVE}]
 
 
 def _worker_device(device: str) -> str:
@@ -109,7 +111,8 @@ class _Pace:
 
 
 def run_rows(
-    spec: RunSpec, data_root: str | None, results_dir: str | None, device: str, *, reuse_stale: bool | None = None
+    spec: RunSpec, data_root: str | None, results_dir: str | None, device: str, *, reuse_stale: bool | None = None,
+    deterministic: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run one spec and return its rows; an exception becomes an error row (for executors).
 
@@ -119,7 +122,8 @@ def run_rows(
     try:
         with dask_task_threads():
             return _rows(
-                run(spec, data_root, results_dir, _worker_device(device), progress=False, reuse_stale=reuse_stale)
+                run(spec, data_root, results_dir, _worker_device(device), progress=False, reuse_stale=reuse_stale,
+                    deterministic=deterministic)
             )
     except Exception as exc:  # recorded, the sweep goes on
         return _error_rows(spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
@@ -135,6 +139,7 @@ def run_sweep(
     retries: int = 1,
     progress: bool = True,
     reuse_stale: bool | None = None,
+    deterministic: bool | None = None,
 ) -> pd.DataFrame:
     """Run every spec (cached ones cost nothing) and return one tidy table.
 
@@ -146,12 +151,15 @@ def run_sweep(
         retries: resubmissions of a run whose worker died.
         progress: a progress bar over runs.
         reuse_stale: as for :func:`paperlib.run` (None: ``$PAPERLIB_REUSE_STALE`` of this process).
+        deterministic: as for :func:`paperlib.run` (None: yes unless ``$PAPERLIB_NONDETERMINISTIC`` of this
+            process is 1).
 
     Returns:
         One row per spec x sigma x repeat, with every spec field (but the
         grid), ``key``, ``sigma``, ``repeat``, ``accuracy``, ``clean_accuracy``,
         ``diverged``, ``error``, ``trained``, ``revision`` and ``code`` (the
-        git revision and code hash that trained the network); a diverged spec
+        git revision and code hash that trained the network), ``device`` and
+        ``deterministic`` (its kernels; None: recorded before results said so); a diverged spec
         has its NaN-logit score at every point (docs/protocol.md §11), a failed
         one a single row with NaN accuracy and its error.
     """
@@ -162,7 +170,8 @@ def run_sweep(
     root = None if data_root is None else str(data_root)
     out = None if results_dir is None else str(results_dir)
     check_writable(results_root(out))  # one clear error before any run, not one per run
-    stale = {"reuse_stale": reuse_stale_default(reuse_stale)}  # resolved here: workers may not share the environment
+    # resolved here: workers may not share the environment
+    stale = {"reuse_stale": reuse_stale_default(reuse_stale), "deterministic": deterministic_default(deterministic)}
     rows: dict[int, list[dict]] = {}
     pace = _Pace(len(specs))
     with tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress) as bar:
