@@ -145,9 +145,8 @@ class RunResult:
         if model is None:
             if self.diverged:
                 why = "its training diverged (a NaN/inf loss), so it has no usable weights"
-            elif self.record.get("weights") or self.record.get("weights_lost") or (
-                    self.path is not None and (self.path / "record.json").is_file()
-                    and "weights_lost" in json.loads((self.path / "record.json").read_text())):
+            elif self.record.get("weights") or "weights_lost" in (
+                    _reread(self.path, self.record) if self.path is not None else self.record):
                 why = ("its weights file was missing or unreadable (set aside in the results folder's corrupt/); "
                        "run(spec, need_weights=True) retrains it from its seed and keeps them")
             elif self.record.get("weights_not_exported"):

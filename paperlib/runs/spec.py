@@ -113,7 +113,7 @@ class RunSpec:
         object.__setattr__(self, "sigmas", sigmas)
         for name in CANONICAL_FIELDS:  # one float on every machine, and 1 and 1.0 are one spec (§12)
             value = getattr(self, name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
                 object.__setattr__(self, name, canonical(value))
         if not (isinstance(self.repeats, int) and self.repeats >= 1):
             raise ValueError(f"repeats must be an integer >= 1, got {self.repeats!r}")
