@@ -1,9 +1,10 @@
 """One prepared check of a device (a GPU): QAT speed and exactness there, in one short run.
 
-    python -m benchmarks.gpu_check --device cuda --out gpu_check.json     # about 2 minutes on one GPU
+    python -m benchmarks.gpu_check --device cuda --out gpu_check.json     # minutes on one GPU (not timed yet)
+    python -m benchmarks.gpu_check --device cuda --archs lenet5 resnet18  # some architectures
     python -m benchmarks.gpu_check --device cpu --quick                   # what tests/test_devices.py runs
 
-For LeNet-5 and ResNet-18 on ``--device``:
+For LeNet-5, ResNet-18 and VGG-11 (``--archs``) on ``--device``:
 
 - ``train``: training images/s (batch 128, random images, Adam) in fp32 and at
   8 bits with a constant scale and with a dynamic scale, on the fast QAT path
@@ -19,6 +20,12 @@ For LeNet-5 and ResNet-18 on ``--device``:
 - ``determinism_cost``: training images/s with CUDA's default kernels over
   images/s with deterministic ones, per variant on the fast path (on the CPU
   both time the same kernels: there the ratio only shows timing noise);
+- ``budget_timings``: per kind (``fp32``, ``qat-dynamic``, ``qat-constant``, as
+  ``benchmarks/paper_budget.py`` charges them) the device's seconds per training
+  step of batch 128 (fast path, deterministic kernels) and per test image of a
+  noisy forward pass (:func:`paperlib.accuracy` at sigma 1, batch 1,000):
+  ``python -m benchmarks.paper_budget --timings gpu_check.json`` projects a
+  profile's device-hours from them;
 - ``trained_twice``: one small spec trained and evaluated twice by
   :func:`paperlib.run` into two result folders: whether records (clean accuracy,
   history) and noise curves are equal;
@@ -41,7 +48,7 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks.timing import step_time
-from paperlib import CIFAR10Data, RunSpec, build_model, resolve_device, run
+from paperlib import CIFAR10Data, RunSpec, accuracy, build_model, resolve_device, run
 from paperlib.device import reproducible, tf32
 from paperlib.fastquant import fast_qat
 from paperlib.inference import frozen_quantizers
@@ -101,6 +108,31 @@ def frozen_vs_brevitas(arch: str, device: torch.device, batch: int = 64) -> dict
     return compare([reference], [fast])
 
 
+#: paper_budget's kinds of network and the variant of VARIANTS that times each.
+BUDGET_KINDS = {"fp32": "fp32", "qat-dynamic": "int8_dynamic", "qat-constant": "int8_constant"}
+
+
+def seconds_per_image(arch: str, bits: int | None, scale: float | None, device: torch.device, images: int = 1000,
+                      repeats: int = 3) -> float:
+    """Wall seconds per test image of a forward pass with noise at every module (sigma 1), the minimum of
+    ``repeats`` after one warm-up, on ``device`` (synchronized)."""
+    import time
+
+    model = build_model(arch, bits, scale, seed=0).to(device).eval()
+    x, y = _batch(device, images, 2)
+    best = float("inf")
+    for k in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        accuracy(model, x, y, 1.0, batch_size=images, generator=torch.Generator(device).manual_seed(k))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if k:  # the first pass warms up
+            best = min(best, (time.perf_counter() - t0) / images)
+    return best
+
+
 def trained_twice(arch: str, dev: torch.device, bits: int | None = 8, scale: float | None = None) -> dict:
     """One small spec (1 epoch on 256 random images, 3 sigmas) trained and evaluated twice by :func:`paperlib.run`
     into two fresh result folders: whether the records and curves are equal."""
@@ -120,10 +152,11 @@ def trained_twice(arch: str, dev: torch.device, bits: int | None = 8, scale: flo
             "accuracies": [a.accuracy, b.accuracy]}
 
 
-def check_device(device: str = "cuda", quick: bool = False) -> dict:
-    """Every measurement of the module docstring on ``device``; ``quick``: few steps, LeNet-5 only (for tests)."""
+def check_device(device: str = "cuda", quick: bool = False, archs: tuple[str, ...] | None = None) -> dict:
+    """Every measurement of the module docstring on ``device`` for ``archs`` (default: all three, or LeNet-5 alone
+    with ``quick``); ``quick``: few steps (for tests)."""
     dev = resolve_device(device)
-    archs = ("lenet5",) if quick else ("lenet5", "resnet18")
+    archs = archs or (("lenet5",) if quick else ("lenet5", "resnet18", "vgg11"))
     steps = 2 if quick else 30
     out: dict = {"device": str(dev), "machine": platform.machine(), "torch": torch.__version__,
                  "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None, "archs": {}}
@@ -167,6 +200,11 @@ def _check_arch(arch: str, dev: torch.device, steps: int) -> dict:
                       for n in names for f in (False, True)}
         r["fast_vs_brevitas"] = {n: compare(traces[(n, False, 0)], traces[(n, True, 0)]) for n in names}
         r["frozen_vs_brevitas"] = frozen_vs_brevitas(arch, dev)
+        r["budget_timings"] = {
+            kind: [128 / speed[variant if variant == "fp32" else f"{variant}_fast"],
+                   seconds_per_image(arch, *VARIANTS[variant], dev, images=64 if steps < 10 else 1000)]
+            for kind, variant in BUDGET_KINDS.items()
+        }
     r["trained_twice"] = trained_twice(arch, dev)  # run() chooses its kernels itself (deterministic by default)
     return r
 
@@ -175,9 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
     ap.add_argument("--quick", action="store_true", help="few steps, LeNet-5 only")
+    ap.add_argument("--archs", nargs="+", default=None, help="architectures (default: lenet5 resnet18 vgg11)")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = ap.parse_args(argv)
-    result = check_device(args.device, args.quick)
+    result = check_device(args.device, args.quick, tuple(args.archs) if args.archs else None)
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.write_text(text + "\n")

@@ -3,7 +3,7 @@
     python -m benchmarks.paper_budget                       # counts, disk and a CPU timing; a Markdown report
     python -m benchmarks.paper_budget --no-timing           # counts and disk only (seconds)
     python -m benchmarks.paper_budget --profile quick       # any profile name or YAML file
-    python -m benchmarks.paper_budget --gpu-speedup 50      # adds GPU-hours, projected as CPU core-hours / 50
+    python -m benchmarks.paper_budget --timings gpu_check.json   # device-hours from a device's measured timings
 
 The counts come from the library's own spec lists, called as the notebooks call them
 (:func:`notebook_runs`; ``seeds = 0``, i.e. the profile's seeds), and are deduplicated by train key
@@ -23,6 +23,11 @@ waiting for a busy core is left out); the minimum of ``--repeats`` timings is ta
 ``epochs x (steps x step + test images x forward)`` (the per-epoch clean test accuracy) plus its noise
 points x test images x forward; walking noise adds sites x sigmas x images x forward per profiled network.
 Noisy training is charged as clean training (the noise is elementwise, small beside the convolutions).
+
+Another device: ``--timings`` takes the ``budget_timings`` that ``python -m benchmarks.gpu_check --out FILE``
+measured on it (wall seconds per step and per test image, per architecture and kind) instead of timing this
+CPU, and the report gives device-hours for one network at a time on that device, saying where the timings come
+from. No speed-up factor is assumed anywhere.
 """
 from __future__ import annotations
 
@@ -228,8 +233,26 @@ def _fmt_counts(d: dict[str, int]) -> str:
     return " + ".join(f"{d[a]} {a}" for a in ARCHS if d.get(a)) or "0"
 
 
+def load_timings(path: str) -> tuple[dict[tuple, tuple[float, float]], str]:
+    """The ``budget_timings`` of a ``gpu_check`` JSON file: (arch, kind) -> (s/step, s/test image), and a line
+    naming the device, GPU and torch version that measured them."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    try:
+        timings = {(arch, kind): (float(v[0]), float(v[1]))
+                   for arch, r in data["archs"].items() for kind, v in r["budget_timings"].items()}
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{path} holds no budget_timings of python -m benchmarks.gpu_check ({exc!r}); run "
+                         f"python -m benchmarks.gpu_check --device <yours> --out {path} on the device") from None
+    return timings, (f"{data.get('gpu') or data.get('device')}, torch {data.get('torch')} "
+                     f"(python -m benchmarks.gpu_check, {path})")
+
+
 def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[float, float]] | None,
-           gpu_speedup: float | None) -> str:
+           measured_on: str | None = None) -> str:
+    """The Markdown report: networks and disk per notebook, then (with timings) core-hours of this CPU, or with
+    ``measured_on`` (timings of another device, :func:`load_timings`) hours of that device."""
+    unit = "device-hours" if measured_on else "CPU core-hours"
     """The Markdown report: networks and disk per notebook, then (with timings) CPU core-hours."""
     lines = [f"## Budget of `make figures PROFILE={p.name}`", "",
              f"{p.epochs} epochs; train/test images {p.train_subset or TRAIN_IMAGES}/{p.test_subset or TEST_IMAGES}"
@@ -238,7 +261,7 @@ def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[flo
              f"{p.repeats} noise draw(s); bits {', '.join(map(str, p.bits))}; "
              f"weights kept up to {DEFAULT_WEIGHTS_LIMIT_MB:g} MiB, and above it for networks trained without noise.",
              "", "| notebook | networks trained (new) | retrained (weights not kept) | kept weights | records + curves "
-             + ("| CPU core-hours |" if timings else "|"),
+             + (f"| {unit} |" if timings else "|"),
              "|---|---|---|---|---|" + ("---|" if timings else "")]
     total_cpu = 0.0
     sums = Tally()
@@ -261,19 +284,22 @@ def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[flo
                  f"**{sums.weights_bytes / 2**30:.2f} GiB** | **{sums.other_bytes / 2**20:.1f} MiB** |"
                  + (f" **{total_cpu:,.0f}** |" if timings else ""))
     if timings:
-        lines += ["", f"Timings on this machine ({platform.processor() or platform.machine()}, one thread, "
-                  f"torch {torch.__version__}; CPU time of the process, minimum of the repeats):", "",
-                  "| arch | kind | CPU s / training step (batch 128) | CPU ms / test image forward "
-                  "| CPU s / epoch (50k + 10k test) |",
+        where = (f"measured on {measured_on}; wall time, one network at a time" if measured_on else
+                 f"on this machine ({platform.processor() or platform.machine()}, one thread, torch "
+                 f"{torch.__version__}; CPU time of the process, minimum of the repeats)")
+        lines += ["", f"Timings {where}:", "",
+                  "| arch | kind | s / training step (batch 128) | ms / test image forward "
+                  "| s / epoch (50k + 10k test) |",
                   "|---|---|---|---|---|"]
         for (a, k), (step, fwd) in sorted(timings.items()):
             epoch = math.ceil(TRAIN_IMAGES / 128) * step + TEST_IMAGES * fwd
             lines.append(f"| {a} | {k} | {step:.3f} | {1000 * fwd:.3f} | {epoch:,.0f} |")
-        lines += ["", f"CPU: **{total_cpu:,.0f} core-hours** ({total_cpu / 24:,.0f} core-days); "
-                  f"on 16 cores in parallel about {total_cpu / 16 / 24:,.0f} days."]
-        if gpu_speedup:
-            lines.append(f"GPU (projection, not a measurement): assuming one GPU runs a network {gpu_speedup:g}x "
-                         f"faster than one CPU core, **{total_cpu / gpu_speedup:,.0f} GPU-hours**.")
+        if measured_on:
+            lines += ["", f"Device: **{total_cpu:,.0f} device-hours** ({total_cpu / 24:,.1f} days) training one "
+                      f"network at a time, from the timings above (no speed-up factor assumed)."]
+        else:
+            lines += ["", f"CPU: **{total_cpu:,.0f} core-hours** ({total_cpu / 24:,.0f} core-days); "
+                      f"on 16 cores in parallel about {total_cpu / 16 / 24:,.0f} days."]
     return "\n".join(lines)
 
 
@@ -284,20 +310,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-timing", action="store_true", help="counts and disk only")
     parser.add_argument("--steps", type=int, default=2, help="training steps per timing (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per arch and kind; the minimum counts")
-    parser.add_argument("--gpu-speedup", type=float, default=None,
-                        help="add GPU-hours projected as CPU core-hours / this factor (an assumption, not measured)")
+    parser.add_argument("--timings", default=None,
+                        help="a JSON file of python -m benchmarks.gpu_check --out: that device's timings, not this "
+                             "CPU's")
     args = parser.parse_args(argv)
     p = load_profile(args.profile)
     tallies = count(p)
-    timings = None
-    if not args.no_timing:
+    timings, measured_on = None, None
+    if args.timings:
+        try:
+            timings, measured_on = load_timings(args.timings)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
+        lacking = sorted({k for t in tallies.values() for k in (*t.train_steps, *t.forwards)} - set(timings))
+        if lacking:
+            parser.error(f"{args.timings} has no timings of {', '.join(f'{a} {k}' for a, k in lacking)}, which "
+                         f"profile {p.name} trains; run gpu_check without --quick (it times every architecture)")
+    elif not args.no_timing:
         kinds = sorted({k for t in tallies.values() for k in (*t.train_steps, *t.forwards)})
         timings = {}
         for a, k in kinds:
             timings[(a, k)] = measure(a, k, args.steps, args.repeats)
             print(f"timed {a} {k}: {timings[(a, k)][0]:.3f} s/step, {1e3 * timings[(a, k)][1]:.3f} ms/image",
                   file=sys.stderr, flush=True)
-    print(report(p, tallies, timings, args.gpu_speedup))
+    print(report(p, tallies, timings, measured_on))
     return 0
 
 
