@@ -2,7 +2,7 @@
 
 Reproducible on CUDA by default (docs/protocol.md §12): :func:`reproducible`
 runs the block with deterministic algorithms on a CUDA device (cuDNN's default
-algorithms are not: the same seed gave two different ResNet-18 networks), so
+algorithms are not: a rerun of one seed can give another network), so
 that a rerun gives the same numbers and an interrupted run resumes to the
 same result, as on the CPU. ``PAPERLIB_NONDETERMINISTIC=1`` (or
 ``deterministic=False``) opts out for speed; every result records which it was.
