@@ -1,6 +1,7 @@
 """Atomic file writes: a half-written file is never mistaken for a result."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -23,7 +24,8 @@ FILE_MODE = 0o666 & ~_umask()
 def write_atomic(path: Path, write: Callable[[BinaryIO], None], attempts: int = 3) -> None:
     """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over ``path``.
 
-    Readers see the old file or the new one, never a part. The file gets the
+    Readers see the old file or the new one, never a part; when ``write``
+    raises, the temporary file is removed and the error goes on. The file gets the
     permissions a plain ``open()`` would give it (:data:`FILE_MODE`), so a
     result cache or figures folder shared with a group stays readable by it.
     Retried when the folder vanishes meanwhile (a process that finished the
@@ -35,7 +37,13 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], attempts: int = 
             with tempfile.NamedTemporaryFile(
                 dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
             ) as f:
-                write(f)
+                try:
+                    write(f)
+                except BaseException:
+                    f.close()
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f.name)
+                    raise
                 os.chmod(f.name, FILE_MODE)
             os.replace(f.name, path)
             return

@@ -330,3 +330,15 @@ def test_an_atomic_write_gets_the_permissions_of_a_plain_open(tmp_path):
     written = tmp_path / "written.csv"
     write_atomic(written, lambda f: f.write(b"x\n"))
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_an_atomic_write_that_fails_leaves_neither_file_nor_temporary_file(tmp_path):
+    from paperlib.atomic import write_atomic
+
+    def half_then_fail(f):
+        f.write(b"half")
+        raise RuntimeError("disk full, say")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(tmp_path / "out.csv", half_then_fail)
+    assert list(tmp_path.iterdir()) == []

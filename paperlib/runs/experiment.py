@@ -447,9 +447,10 @@ def _curve(
         if missing:
             if model is None:
                 model = load_weights(entry, spec, dev)
-            if model is None and "weights_lost" in _reread(entry, record):  # a damaged weights file: repair it
-                model, _ = _retrain_weights(spec, data, dev, entry.parent.parent, entry, _reread(entry, record),
-                                            fingerprint, progress)
+            on_disk = _reread(entry, record) if model is None else record
+            if model is None and "weights_lost" in on_disk:  # a damaged weights file, set aside: repair it
+                model, _ = _retrain_weights(spec, data, dev, entry.parent.parent, entry, on_disk, fingerprint,
+                                            progress)
             if model is None:
                 warnings.warn(
                     f"run {entry.name} keeps no weights; retraining it to evaluate {len(missing)} new noise points",

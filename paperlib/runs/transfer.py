@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import io
@@ -48,17 +47,16 @@ import re
 import shutil
 import sys
 import tarfile
-import tempfile
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from ..atomic import FILE_MODE
-from .cache import _RECORD_KEYS, move_aside, results_root, write_record
+from ..atomic import FILE_MODE, write_atomic
+from .cache import _RECORD_KEYS, ResultsNotWritableError, locked_if_writable, move_aside, results_root, write_record
 from .fingerprint import same_code
 from .provenance import git_revision
 from .spec import RunSpec
@@ -307,20 +305,6 @@ def _add_entry(tar: tarfile.TarFile, entry: Path, weights: bool) -> dict:
     return {"key": entry.name, "fingerprint": record.get("fingerprint"), "files": files}
 
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """:func:`paperlib.atomic.write_atomic` for one large file: the temporary file is removed when writing fails."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        try:
-            write(f)
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-        os.chmod(f.name, FILE_MODE)
-    os.replace(f.name, path)
-
-
 def export_entries(results_dir: str | os.PathLike | None, keys_or_specs: Iterable[str | RunSpec],
                    out_file: str | os.PathLike, weights: bool = False) -> ExportReport:
     """Write the entries that ``keys_or_specs`` select (:func:`select_entries`) into the archive ``out_file``.
@@ -361,7 +345,7 @@ def export_entries(results_dir: str | os.PathLike | None, keys_or_specs: Iterabl
             raw = json.dumps(manifest, indent=1).encode()
             tar.addfile(_member(MANIFEST, len(raw), datetime.now(UTC).timestamp()), io.BytesIO(raw))
 
-    _write_atomic(out, write)
+    write_atomic(out, write)
     files = [f for e in manifest["entries"] for f in e["files"]]
     return ExportReport(archive=out, entries=keys, files=len(files), total_bytes=sum(f["size"] for f in files),
                         archive_bytes=out.stat().st_size, weights=bool(weights),
@@ -677,13 +661,13 @@ def import_entries(archive: str | os.PathLike, results_dir: str | os.PathLike | 
 
 @contextlib.contextmanager
 def _curve_lock(entry: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``entry/.curve.lock``: the lock the cache holds while it rewrites a curve file."""
-    with open(entry / ".curve.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """The lock the cache holds while it rewrites a curve file (:func:`paperlib.runs.cache.locked_if_writable` on
+    ``entry/.curve.lock``); an entry that cannot be locked cannot be written either: an error."""
+    with locked_if_writable(entry / ".curve.lock") as writable:
+        if not writable:
+            raise ResultsNotWritableError(f"{entry} cannot be written (its .curve.lock cannot be opened); make the "
+                                          f"results folder writable")
+        yield
 
 
 def _place(root: Path, key: str, action: str, names: list[str], tmp: Path, report: ImportReport) -> None:
