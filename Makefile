@@ -9,6 +9,8 @@ PROFILE ?= quick
 DEVICE ?= auto
 DATA ?=
 EXECUTOR ?= local
+# The optional extras installed into .venv (analog: aihwkit, for the PCM tests against its own generator).
+EXTRAS ?= notebooks,test,analog
 OUT ?= results/notebooks/$(notdir $(basename $(PROFILE)))
 # make export / make import: the archive that carries results between machines, and whether it holds the weights.
 FILE ?= results-$(notdir $(basename $(PROFILE))).tar.gz
@@ -21,10 +23,10 @@ NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.pa
 
 # Notebook targets, with the dependencies they really have: 03 reuses networks of 01 and 02,
 # 04 those of 01-03, and 05-07 load networks that 01-03 trained. Safe under make -j.
-NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise variance-aware noise-kinds
+NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise variance-aware noise-kinds pcm-device
 
 .PHONY: help install figures $(NOTEBOOKS) test test-fast test-dryrun lint check-figures lab refresh-notebooks \
-	export import
+	export import zoo
 
 help:  ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +38,7 @@ help:  ## this list
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[notebooks,test]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv with the pinned packages
@@ -60,6 +62,10 @@ variance-aware: fig3  ## 06: beyond the paper, variance-aware noisy training
 	$(NOTEBOOK) 06
 noise-kinds: fig2  ## 07: beyond the paper, noise kinds
 	$(NOTEBOOK) 07
+pcm-device: $(VENV)/.installed  ## 08: beyond the paper, the zoo's networks on a PCM device model (trains nothing)
+	$(NOTEBOOK) 08
+zoo: $(VENV)/.installed  ## the zoo: write the cached LeNet-5 networks behind PROFILE's figures 01 and 03 (paperlib/zoo)
+	$(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.paper.zoo --profile $(PROFILE) --notebooks 01 03 --archs lenet5
 
 test: $(VENV)/.installed  ## the full suite: lint, unit tests, every notebook at smoke, committed figures current (CI)
 	$(MAKE) lint

@@ -38,6 +38,28 @@ def test_a_figure_made_by_other_code_fails_naming_the_module(tmp_path, capsys):
     assert "training" in capsys.readouterr().out
 
 
+def test_a_figure_s_own_modules_are_checked_too(tmp_path, monkeypatch):
+    """A figure that depends on a module beyond FIGURE_MODULES (the PCM figure on ``pcm``) records it; another
+    figure does not, so changing that module stales only the first."""
+    code = code_fingerprint()["code"]
+    own = save_table(pd.DataFrame({"a": [1]}), tmp_path / "own.csv", "caption", (cf.fingerprint_line([code], ("pcm",)),))
+    _figure(tmp_path, [code], name="plain")
+    assert "pcm" in cf.read_fingerprint(own)["modules"] and "pcm" not in cf.read_fingerprint(tmp_path / "plain.csv")[
+        "modules"]
+    assert cf.check(tmp_path) == []
+    real = cf.compute_fingerprint
+
+    def edited(modules, *args, **kwargs):  # as if pcm.py had been edited since the figure was made
+        fp = real(modules, *args, **kwargs)
+        if "pcm" in fp["modules"]:
+            fp["modules"]["pcm"] = "0" * 16
+        return fp
+
+    monkeypatch.setattr(cf, "compute_fingerprint", edited)
+    (problem,) = cf.check(tmp_path)
+    assert "own.csv" in problem and "pcm" in problem
+
+
 def test_a_figure_of_cached_results_from_other_code_fails(tmp_path):
     _figure(tmp_path, ["feedfacefeedface"])
     (problem,) = cf.check(tmp_path)

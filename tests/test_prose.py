@@ -62,6 +62,27 @@ def test_a_changed_verdict_makes_the_prose_stale(tmp_path):
     assert "3 holds" in summary_line(folder, "lenet5")
 
 
+def test_a_quote_of_what_a_run_shows_follows_its_notebook(tmp_path):
+    """A ``shows`` block is the last cell's printed text of its executed notebook; changing a number there makes the
+    prose stale, and rendering brings it back."""
+    import json
+
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"name": "stdout", "text": ["first 12.5%\n", "second\n"]}]}]}
+    path = tmp_path / "figures" / "x" / "notebooks" / "08.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(nb))
+    doc = tmp_path / "doc.md"
+    doc.write_text("before\n<!-- shows: figures/x/notebooks/08.ipynb -->\nold\n<!-- /shows -->\nafter\n")
+    assert stale_blocks(doc, tmp_path) == ["figures/x/notebooks/08.ipynb"]
+    from paperlib.paper.verdicts import render
+
+    doc.write_text(render(doc.read_text(), tmp_path))
+    assert "> first 12.5%\n>\n> second\n<!-- /shows -->" in doc.read_text() and stale_blocks(doc, tmp_path) == []
+    nb["cells"][0]["outputs"][0]["text"][0] = "first 13.0%\n"
+    path.write_text(json.dumps(nb))
+    assert stale_blocks(doc, tmp_path) == ["figures/x/notebooks/08.ipynb"]
+
+
 def test_the_verdicts_are_read_from_every_committed_notebook_with_findings():
     for folder in COMMITTED:
         found = {v.notebook for v in folder_verdicts(ROOT / folder)}

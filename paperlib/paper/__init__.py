@@ -14,7 +14,7 @@ package's names (``paper.<name>``):
 - :mod:`~paperlib.paper.notebooks`: the main job (``make figures``).
 """
 from ..runs.summary import CURVE_KEYS, Variant, curves, fit_curve, label, summarize, summary_row, variant_name
-from . import beyond, experiments, plotting, published
+from . import beyond, experiments, pcm_device, plotting, published
 from .experiments import (
     Markdown,
     architecture_stats,
@@ -64,7 +64,8 @@ __all__ = [
     "CURVE_KEYS", "Finding", "Markdown", "Session", "Variant", "architecture_stats", "beyond", "budget",
     "clean_specs", "compare_fig2", "compare_fig3", "compare_table_i", "compare_table_ii", "curves", "experiments",
     "fig2", "fig3", "fig3_specs", "findings", "findings_report", "fit_curve", "label", "noise_module_counts",
-    "noisy_specs", "noisy_variants", "percent_table", "plot_curves", "plot_layer_sensitivity", "plot_midpoints",
+    "noisy_specs", "noisy_variants", "pcm_device", "percent_table", "plot_curves", "plot_layer_sensitivity",
+    "plot_midpoints",
     "plot_peak_vs_midpoint", "plot_train_infer_map", "plotting", "published", "published_table_i", "qat_variants",
     "summarize", "summary_row", "table1_figure", "table2_figure", "table_ii_specs", "variant_name", "what_fig2_shows",
     "what_fig3_shows", "what_table1_shows", "what_table2_shows", "with_architecture_stats",

@@ -74,6 +74,8 @@ JOBS: tuple[Job, ...] = (
         _figure("variance_aware_lenet5", "variance_aware_lenet5_fits.csv")),
     Job("07", "07_noise_kinds.ipynb", "07_noise_kinds.ipynb", "beyond the paper: noise kinds",
         _figure("noise_kinds_lenet5", "noise_kinds_lenet5_summary.csv")),
+    Job("08", "08_pcm_device.ipynb", "08_pcm_device.ipynb", "beyond the paper: the zoo on a PCM device model",
+        _figure("pcm_lenet5", "pcm_lenet5_ranking.csv")),
 )
 _BY_NAME = {j.name: j for j in JOBS}
 

@@ -215,10 +215,11 @@ class Session:
             print(f"{' '.join(map(str, key))}: at sigma {g.sigma.min():g} {level(lo) if learned else '(not learned)'}, "
                   f"at sigma {g.sigma.max():g} {level(hi)}")
 
-    def caption(self, df: pd.DataFrame) -> str:
+    def caption(self, df: pd.DataFrame, note: str = "") -> str:
         """One line of provenance for results ``df``: profile, per-arch training budget, seeds, data set, bits, and the
         git revision(s) and code hash(es) that made these results (``revision``/``code`` columns of
-        :func:`paperlib.run_sweep`), not the checkout's; e.g. ``paperlib rev a1b2c3d, code 1234abcd``."""
+        :func:`paperlib.run_sweep`), not the checkout's; e.g. ``paperlib rev a1b2c3d, code 1234abcd``. ``note``: what
+        else the figure needs said (e.g. a device model and its draws), after the data set."""
         parts = [f"profile {self.profile.name}"]
         for arch, g in df.groupby("arch", sort=False):
             subsets = "/".join(
@@ -233,6 +234,8 @@ class Session:
         bits = sorted(int(b) for b in df.bits.dropna().unique())
         parts.append("fp32" + "".join(f", {b}-bit" for b in bits))
         parts.append(", ".join(str(d) for d in df.dataset.dropna().unique()) or "no data")
+        if note:
+            parts.append(note)
         if failed_runs(df):  # only with allow_failures=True (see sweep)
             parts.append(f"{failed_runs(df)} run(s) failed and are left out")
         kernels = accelerator_kernels(df)
@@ -250,22 +253,25 @@ class Session:
             parts.append("paperlib revs " + ", ".join(f"{r} (code {c})" for r, c in made.itertuples(index=False)))
         return " · ".join(parts)
 
-    def fingerprint_line(self, results: pd.DataFrame) -> str:
-        """The ``# fingerprint:`` line of a figure made from ``results`` (see :mod:`paperlib.runs.check_figures`)."""
+    def fingerprint_line(self, results: pd.DataFrame, modules: tuple[str, ...] = ()) -> str:
+        """The ``# fingerprint:`` line of a figure made from ``results``, whose numbers also depend on ``modules``
+        (``paperlib/<name>.py``, beside the usual ones; see :mod:`paperlib.runs.check_figures`)."""
         codes = [str(c) for c in results["code"].dropna().unique()] if "code" in results else []
-        return fingerprint_line(codes)
+        return fingerprint_line(codes, modules)
 
-    def save_table(self, table: pd.DataFrame, name: str, results: pd.DataFrame) -> Path:
-        """Write ``figures/<name>.csv`` with the provenance caption of ``results`` as its first (comment) line
-        and the fingerprint of the code that made its numbers as its second."""
-        return save_table(
-            table, self.figures_dir / f"{name}.csv", self.caption(results), (self.fingerprint_line(results),)
-        )
+    def save_table(self, table: pd.DataFrame, name: str, results: pd.DataFrame, modules: tuple[str, ...] = (),
+                   note: str = "") -> Path:
+        """Write ``figures/<name>.csv`` with the provenance caption of ``results`` (and ``note``) as its first
+        (comment) line and the fingerprint of the code that made its numbers (with ``modules``) as its second."""
+        return save_table(table, self.figures_dir / f"{name}.csv", self.caption(results, note),
+                          (self.fingerprint_line(results, modules),))
 
-    def save(self, fig, name: str, table: pd.DataFrame, results: pd.DataFrame | None = None) -> list[Path]:
+    def save(self, fig, name: str, table: pd.DataFrame, results: pd.DataFrame | None = None,
+             modules: tuple[str, ...] = (), note: str = "") -> list[Path]:
         """Write ``figures/<name>.png``, ``.pdf`` and ``.csv`` (``table``) with the caption of ``results``
-        (default: ``table``) and the fingerprint line; prints the caption (the executed notebook records it)."""
+        (default: ``table``; ``note`` added, see :meth:`caption`) and the fingerprint line (with ``modules``, the
+        figure's own further modules); prints the caption (the executed notebook records it)."""
         results = table if results is None else results
-        caption = self.caption(results)
+        caption = self.caption(results, note)
         print(f"{name}: {caption}")
-        return savefig(fig, name, caption, table, self.figures_dir, (self.fingerprint_line(results),))
+        return savefig(fig, name, caption, table, self.figures_dir, (self.fingerprint_line(results, modules),))

@@ -12,8 +12,10 @@ not restate them by hand: a block between the markers
 is generated from the executed notebooks under that folder (``*/notebooks/*.ipynb``
 or ``*.ipynb``), and so is a one-line summary per architecture between
 ``<!-- verdict-summary: figures/quick lenet5 -->`` and ``<!-- /verdict-summary -->``
-(:func:`summary_line`, for the README); ``tests/test_prose.py`` fails when a
-block is not what the committed notebooks say. Command line::
+(:func:`summary_line`, for the README), and the printed "what this run shows" of one executed notebook, as a
+quote, between ``<!-- shows: figures/quick/notebooks/08_pcm_device.ipynb -->`` and ``<!-- /shows -->``
+(:func:`shows_quote`); ``tests/test_prose.py`` fails when a block is not what the committed notebooks say.
+Command line::
 
     python -m paperlib.paper.verdicts README.md docs/results.md            # rewrite the blocks
     python -m paperlib.paper.verdicts --check README.md docs/results.md    # exit 1 naming a stale block
@@ -35,6 +37,8 @@ ROW = re.compile(r"^\| (\d) \| (.+?) \| \*\*(.+?)\*\* \|")
 BLOCK = re.compile(r"(<!-- verdicts: (\S+) -->\n)(.*?)(<!-- /verdicts -->)", re.S)
 #: A generated one-line summary: its folder and architecture, and its body.
 SUMMARY = re.compile(r"(<!-- verdict-summary: (\S+) (\w+) -->)(.*?)(<!-- /verdict-summary -->)", re.S)
+#: A generated quote of what one executed notebook's run shows: the notebook, and the body.
+SHOWS = re.compile(r"(<!-- shows: (\S+) -->\n)(.*?)(<!-- /shows -->)", re.S)
 #: Short names of the statements of a finding that is tested in two halves (finding 4), for the summary.
 HALVES = {"noisy training raises sigma_mid": "the gain", "with noisy training, quantized and fp32": "quantized = fp32",
           "constant scaling raises sigma_mid above dynamic": "constant > dynamic",
@@ -120,9 +124,23 @@ def summary_line(folder: str | Path, arch: str) -> str:
     return "finding " + "; ".join(parts)
 
 
+def shows_quote(path: str | Path) -> str:
+    """The text printed by the last code cell of the executed notebook ``path`` (its "what this run shows"), as a
+    markdown quote, one line per printed line."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    printed = "".join("".join(o.get("text", "")) for o in (code[-1].get("outputs", []) if code else [])
+                      if o.get("name") == "stdout")
+    if not printed.strip():
+        raise ValueError(f"{path}: its last code cell printed nothing; render the notebook first")
+    return "".join(f"> {line}\n>\n" for line in printed.strip().splitlines()).removesuffix(">\n")
+
+
 def render(text: str, root: str | Path = ".") -> str:
-    """``text`` with every verdict block and summary line regenerated from its folder (relative to ``root``)."""
+    """``text`` with every verdict block, summary line and quote regenerated from its folder or notebook (relative
+    to ``root``)."""
     text = BLOCK.sub(lambda m: m.group(1) + verdict_table(Path(root) / m.group(2)) + m.group(4), text)
+    text = SHOWS.sub(lambda m: m.group(1) + shows_quote(Path(root) / m.group(2)) + m.group(4), text)
     return SUMMARY.sub(lambda m: m.group(1) + summary_line(Path(root) / m.group(2), m.group(3)) + m.group(5), text)
 
 
@@ -131,6 +149,7 @@ def stale_blocks(path: str | Path, root: str | Path = ".") -> list[str]:
     their notebooks say (empty: all current)."""
     text = Path(path).read_text(encoding="utf-8")
     stale = [m.group(2) for m in BLOCK.finditer(text) if m.group(3) != verdict_table(Path(root) / m.group(2))]
+    stale += [m.group(2) for m in SHOWS.finditer(text) if m.group(3) != shows_quote(Path(root) / m.group(2))]
     return stale + [f"{m.group(2)} {m.group(3)}" for m in SUMMARY.finditer(text)
                     if m.group(4) != summary_line(Path(root) / m.group(2), m.group(3))]
 

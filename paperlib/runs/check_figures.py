@@ -35,15 +35,21 @@ FIGURE_MODULES: tuple[str, ...] = RESULT_MODULES + ANALYSIS_MODULES
 PREFIX = "# fingerprint: "
 
 
-def figure_fingerprint(results_codes: list[str]) -> dict:
-    """The fingerprint a figure records: this process's :data:`FIGURE_MODULES` and the code hashes of its results."""
-    fp = compute_fingerprint(FIGURE_MODULES)
+def figure_fingerprint(results_codes: list[str], modules: tuple[str, ...] = ()) -> dict:
+    """The fingerprint a figure records: this process's :data:`FIGURE_MODULES`, the figure's own further
+    ``modules`` (e.g. ``("pcm", "zoo/__init__")`` for a figure of the PCM device model), and the code hashes of
+    its results. :func:`check_file` checks every module a figure recorded."""
+    fp = compute_fingerprint(_modules(modules))
     return {"modules": fp["modules"], "packages": fp["packages"], "results_code": sorted(set(results_codes))}
 
 
-def fingerprint_line(results_codes: list[str]) -> str:
+def _modules(extra) -> tuple[str, ...]:
+    return FIGURE_MODULES + tuple(m for m in sorted(set(extra)) if m not in FIGURE_MODULES)
+
+
+def fingerprint_line(results_codes: list[str], modules: tuple[str, ...] = ()) -> str:
     """The CSV comment line of :func:`figure_fingerprint`."""
-    return PREFIX + json.dumps(figure_fingerprint(results_codes), sort_keys=True, separators=(",", ":"))
+    return PREFIX + json.dumps(figure_fingerprint(results_codes, modules), sort_keys=True, separators=(",", ":"))
 
 
 def read_fingerprint(csv: Path) -> dict | None:
@@ -66,6 +72,10 @@ def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
     if saved is None:
         return [f"{csv}: records no code fingerprint (made before fingerprints existed); regenerate it"]
     problems = []
+    extra = set(saved.get("modules", {})) - set(current["modules"])  # the figure's own modules (figure_fingerprint)
+    if extra:
+        fp = compute_fingerprint(_modules(extra))
+        current = {"modules": fp["modules"], "packages": fp["packages"]}
     changed = changed_modules(saved, current)
     if changed:
         problems.append(f"{csv}: made by code whose {', '.join(changed)} differ(s) from this checkout's; regenerate it")

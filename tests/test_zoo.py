@@ -1,0 +1,138 @@
+"""The zoo (paperlib.zoo): every shipped file is its manifest's, a damaged or missing one is one clear error, a
+release asset is fetched and checked, and a network reproduces its recorded clean accuracy on real CIFAR-10."""
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+
+from paperlib import zoo
+from paperlib.evaluate import accuracy
+from paperlib.models import build_model
+
+
+def test_the_shipped_zoo_is_what_its_manifest_says():
+    names = zoo.names()
+    assert names, "the zoo ships no network"
+    for name in names:
+        entry = zoo.info(name)
+        if entry.where != "repository":
+            continue
+        file = zoo.path(name)  # size and sha256 checked
+        assert file.stat().st_size == entry.size
+        assert entry.spec.train_key() == entry.key, name  # the spec is the one that was trained
+        assert name.startswith(entry.profile + "/") and 0.1 < entry.clean_accuracy <= 1
+        assert entry.code and entry.revision
+
+
+def test_load_gives_the_spec_s_model_with_the_zoo_s_weights():
+    name = zoo.names(arch="lenet5")[0]
+    entry = zoo.info(name)
+    model = zoo.load(name)
+    assert not model.training
+    assert type(model) is type(build_model(entry.spec.arch, entry.spec.bits, entry.spec.scale))
+    from safetensors.torch import load_file
+    state = load_file(str(zoo.path(name)))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+@pytest.fixture
+def private_zoo(tmp_path):
+    """A copy of one shipped network with its own manifest, to damage."""
+    name = zoo.names()[0]
+    raw = json.loads(zoo.MANIFEST.read_text())["networks"][name]
+    (tmp_path / "weights").mkdir()
+    shutil.copy(zoo.WEIGHTS_DIR / raw["file"], tmp_path / "weights" / raw["file"])
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"format": zoo.FORMAT, "base_url": None, "networks": {name: raw}}))
+    return name, manifest, tmp_path / "weights" / raw["file"]
+
+
+def test_a_truncated_or_corrupt_file_is_one_clear_error(private_zoo):
+    name, manifest, file = private_zoo
+    zoo.load(name, manifest=manifest)  # intact: loads
+    data = file.read_bytes()
+    file.write_bytes(data[:-100])
+    with pytest.raises(zoo.ZooIntegrityError, match="truncated"):
+        zoo.load(name, manifest=manifest)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1  # one bit of one weight: safetensors would read it without complaint
+    file.write_bytes(bytes(flipped))
+    with pytest.raises(zoo.ZooIntegrityError, match="corrupt"):
+        zoo.load(name, manifest=manifest)
+    file.unlink()
+    with pytest.raises(zoo.ZooError, match="missing"):
+        zoo.load(name, manifest=manifest)
+
+
+def test_unknown_names_and_foreign_manifests_are_clear_errors(tmp_path):
+    with pytest.raises(zoo.ZooError, match="no network 'quick/nope'.*names"):
+        zoo.info("quick/nope")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"format": 99, "networks": {}}))
+    with pytest.raises(zoo.ZooError, match="format 99"):
+        zoo.names(manifest=manifest)
+
+
+def _as_release(private_zoo, tmp_path, base_url):
+    name, manifest, file = private_zoo
+    raw = json.loads(manifest.read_text())
+    raw["base_url"] = base_url
+    raw["networks"][name]["where"] = "release"
+    manifest.write_text(json.dumps(raw))
+    return name, manifest, file
+
+
+def test_a_release_asset_is_fetched_once_checked_and_reused(private_zoo, tmp_path, monkeypatch):
+    server = tmp_path / "release"
+    server.mkdir()
+    name, manifest, file = _as_release(private_zoo, tmp_path, server.as_uri() + "/")
+    shutil.move(file, server / file.name)
+    monkeypatch.setenv(zoo.ENV_CACHE, str(tmp_path / "cache"))
+    got = zoo.path(name, manifest=manifest)
+    assert got == tmp_path / "cache" / file.name and got.read_bytes() == (server / file.name).read_bytes()
+    (server / file.name).unlink()  # now offline for this file: the downloaded copy is used
+    zoo.load(name, manifest=manifest)
+
+
+def test_offline_is_one_clear_error_and_a_bad_download_is_not_kept(private_zoo, tmp_path, monkeypatch):
+    name, manifest, file = _as_release(private_zoo, tmp_path, (tmp_path / "nowhere").as_uri() + "/")
+    monkeypatch.setenv(zoo.ENV_CACHE, str(tmp_path / "cache"))
+    with pytest.raises(zoo.ZooOfflineError, match="could not be downloaded.*put it at"):
+        zoo.load(name, manifest=manifest)
+    assert not (tmp_path / "cache" / file.name).exists()
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / file.name).write_bytes(b"<html>not the weights</html>")  # a file host answering with a page
+    monkeypatch.setenv(zoo.ENV_URL, mirror.as_uri())
+    with pytest.raises(zoo.ZooIntegrityError):
+        zoo.load(name, manifest=manifest)
+    assert not (tmp_path / "cache" / file.name).exists()  # set aside as .bad, never taken for the file
+
+
+def test_manifest_sizes_and_hashes_are_the_files_own():
+    for name in zoo.names():
+        entry = zoo.info(name)
+        if entry.where == "repository":
+            data = (zoo.WEIGHTS_DIR / entry.file).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == entry.sha256
+
+
+def test_a_zoo_network_reproduces_its_recorded_clean_accuracy(real_cifar10):
+    """The first shipped LeNet-5 network of each kind (fp32, a QAT one) on the test images it was measured on;
+    on the python release of CIFAR-10 (not the JPEG copy the zoo was trained on) the refusal is checked instead."""
+    from paperlib.data import load_cifar10
+
+    data = load_cifar10(real_cifar10.path, download=False)
+    picks = [zoo.names(arch="lenet5")[0]] + [n for n in zoo.names(arch="lenet5") if "8bit-dynamic" in n][:1]
+    for name in picks:
+        entry = zoo.info(name)
+        if data.content_digest() != entry.spec.data_digest:
+            with pytest.raises(ValueError, match="digest"):
+                zoo.eval_images(name, data=data)
+            continue
+        x, y = zoo.eval_images(name, data=data)
+        assert len(y) == (entry.spec.test_subset or 10_000)
+        assert accuracy(zoo.load(name), x, y) == entry.clean_accuracy, name
