@@ -120,6 +120,48 @@ def test_an_entry_of_other_code_is_reused_with_a_warning_when_asked(tiny_root, t
     assert df.error.isna().all() and (df.code == first.code).all() and not (tmp_path / "stale").exists()
 
 
+def _as_if_trained_on(entry: Path, device: str, torch_version: str) -> dict:
+    """Rewrite a cached entry as if a machine with ``device`` and its own torch had made it (curve files renamed to
+    that fingerprint's names, as that machine would have written them)."""
+    from paperlib.runs.cache import curve_path
+
+    record = json.loads((entry / "record.json").read_text())
+    spec = RunSpec.from_dict(record["spec"])
+    old = curve_path(entry, spec, record["fingerprint"])
+    record["fingerprint"]["packages"]["torch"] = torch_version
+    record["provenance"]["device"] = device
+    old.rename(curve_path(entry, spec, record["fingerprint"]))
+    (entry / "record.json").write_text(json.dumps(record))
+    return record
+
+
+def test_this_code_s_result_from_another_kind_of_device_is_kept_and_named(tiny_root, tmp_path, monkeypatch):
+    """A GPU machine's result (same code, its own torch) is that device's result: kept, not retrained on the CPU,
+    and the caption says where and with which torch it was trained; a new noise point it lacks, without its
+    weights, is one clear error instead of a retraining that would make a CPU network."""
+    first = _run(tiny_root, tmp_path)
+    entry = tmp_path / "runs" / first.key
+    record = _as_if_trained_on(entry, "cuda:0", "2.11.0")
+    (entry / "weights.pt").unlink()  # imported without weights, as make export writes it by default
+    (entry / "record.json").write_text(json.dumps({**record, "weights": False, "weights_not_exported": True}))
+    _no_training(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        df = run_sweep([RunSpec(**SPEC)], data_root=tiny_root, results_dir=tmp_path, device="cpu", progress=False)
+    assert df.error.isna().all() and not df.trained.any() and (df.torch == "2.11.0").all()
+    assert df.accuracy.tolist() == first.noise_curve.accuracy.tolist()
+    assert "trained on cuda:0 (torch 2.11.0), deterministic kernels" in Session.from_parameters("smoke").caption(df)
+    with pytest.raises(ValueError, match="trained on cuda:0.*lacks 2 of the spec's noise points.*WEIGHTS=1"):
+        _run(tiny_root, tmp_path, spec={"sigmas": (0.1, 1.0, 3.0), "repeats": 2})
+
+
+def test_another_torch_on_the_same_kind_of_device_is_other_code(tiny_root, tmp_path, monkeypatch):
+    first = _run(tiny_root, tmp_path)
+    _as_if_trained_on(tmp_path / "runs" / first.key, "cpu", "2.11.0")
+    with pytest.warns(CacheWarning, match=r"made by other code \(changed: torch 2.11.0 -> .*stale"):
+        assert _run(tiny_root, tmp_path).trained
+
+
 def test_an_entry_from_before_fingerprints_counts_as_other_code(tiny_root, tmp_path, monkeypatch):
     first = _run(tiny_root, tmp_path)
     record = json.loads((first.path / "record.json").read_text())

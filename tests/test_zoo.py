@@ -136,3 +136,35 @@ def test_a_zoo_network_reproduces_its_recorded_clean_accuracy(real_cifar10):
         x, y = zoo.eval_images(name, data=data)
         assert len(y) == (entry.spec.test_subset or 10_000)
         assert accuracy(zoo.load(name), x, y) == entry.clean_accuracy, name
+
+
+def test_the_zoo_is_built_from_the_cache_and_loads_from_a_release(tmp_path, monkeypatch, capsys):
+    """``python -m paperlib.paper.zoo`` on a cache of notebook 01's smoke networks (generated data): nothing is
+    trained by the build, every cached network gets its entry, files over the limit go to the release folder, and
+    they load from there as release assets with the recorded accuracy; a spec missing from the cache is reported."""
+    from conftest import make_learnable_release
+
+    from paperlib.paper import zoo as build
+    from paperlib.paper.transfer import specs_for
+    from paperlib.runs.experiment import run
+    from paperlib.runs.profile import load_profile
+
+    data_root = make_learnable_release(tmp_path / "data")
+    results, release, manifest = tmp_path / "results", tmp_path / "release", tmp_path / "zoo" / "manifest.json"
+    specs = specs_for(load_profile("smoke"), ["01"])
+    trained = [run(s, data_root, results, "cpu", progress=False) for s in specs[1:]]  # the first is left out
+    out = build.build("smoke", ["01"], ["lenet5"], str(results), str(data_root), release, 0.1, 0.0, manifest)
+    assert len(out["added"]) == len(trained) and len(out["skipped"]["not cached by this code"]) == 1
+    assert sorted(p.name for p in release.iterdir()) == sorted(zoo.info(n, manifest).file for n in out["added"])
+    monkeypatch.setenv(zoo.ENV_URL, release.as_uri())
+    monkeypatch.setenv(zoo.ENV_CACHE, str(tmp_path / "downloads"))
+    for result in trained:
+        name = build.zoo_name("smoke", result.spec)
+        entry = zoo.info(name, manifest)
+        assert entry.key == result.key and entry.where == "release" and entry.figures == ("01",)
+        assert entry.clean_accuracy == result.accuracy
+        x, y = zoo.eval_images(name, data_root, manifest=manifest)
+        assert accuracy(zoo.load(name, manifest=manifest), x, y) == result.accuracy
+    first = manifest.read_text()
+    again = build.build("smoke", ["01"], ["lenet5"], str(results), str(data_root), release, 0.1, 0.0, manifest)
+    assert again["added"] == out["added"] and manifest.read_text() == first  # same code: same bytes, same sha256

@@ -71,7 +71,10 @@ def accelerator_kernels(df: pd.DataFrame) -> str:
     else:
         how = (f"{n_true} of {len(gpu)} networks with deterministic kernels"
                + (f", {n_unknown} not recorded" if n_unknown else ""))
-    return f"trained on {', '.join(sorted(gpu.device.astype(str).unique()))}, {how}"
+    where = ", ".join(sorted(gpu.device.astype(str).unique()))
+    if "torch" in gpu and gpu.torch.notna().any():
+        where += f" (torch {', '.join(sorted(gpu.torch.dropna().astype(str).unique()))})"
+    return f"trained on {where}, {how}"
 
 
 @dataclass(frozen=True)

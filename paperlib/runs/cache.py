@@ -141,9 +141,23 @@ def fingerprint_id(fingerprint: dict | None) -> str | None:
     return _hash({"code": fingerprint.get("code"), "packages": fingerprint.get("packages")})
 
 
-def check_fingerprint(root: Path, entry: Path, record: dict, fingerprint: dict, reuse_stale: bool) -> dict | None:
-    """``record`` when made by this code (or reused as asked); None after moving an entry of other code aside."""
-    if same_code(record.get("fingerprint"), fingerprint):
+def made_elsewhere(record: dict, fingerprint: dict, device: torch.device | None) -> bool:
+    """Whether ``record`` is this code's result on another kind of device, trained with other package versions
+    (e.g. on a GPU machine with its own torch, imported here): its code hash is this checkout's and the device
+    type it was trained on (``cuda``, ``cpu``) is not ``device``'s. Such a result cannot be made again here (a
+    retraining would be another device's result), so the cache keeps it, and captions name where it was trained
+    and with which torch (docs/protocol.md §12)."""
+    old = record.get("fingerprint") or {}
+    trained_on = str((record.get("provenance") or {}).get("device") or "")
+    return (device is not None and bool(trained_on) and old.get("code") == fingerprint["code"]
+            and torch.device(trained_on).type != device.type)
+
+
+def check_fingerprint(root: Path, entry: Path, record: dict, fingerprint: dict, reuse_stale: bool,
+                      device: torch.device | None = None) -> dict | None:
+    """``record`` when made by this code (or on another kind of device by this code, :func:`made_elsewhere`, or
+    reused as asked); None after moving an entry of other code aside."""
+    if same_code(record.get("fingerprint"), fingerprint) or made_elsewhere(record, fingerprint, device):
         return record
     changed = ", ".join(changed_modules(record.get("fingerprint"), fingerprint))
     rev = record["provenance"].get("revision")

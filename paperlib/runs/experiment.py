@@ -54,6 +54,7 @@ from .cache import (
     keeps_weights,
     load_weights,
     locked_if_writable,
+    made_elsewhere,
     migrate_keys,
     open_partial,
     read_curve,
@@ -133,6 +134,11 @@ class RunResult:
     def device(self) -> str | None:
         """The device that trained the network (from the record's provenance)."""
         return self.record.get("provenance", {}).get("device")
+
+    @property
+    def torch_version(self) -> str | None:
+        """The torch version that trained the network (from the record's code fingerprint); None: not recorded."""
+        return ((self.record.get("fingerprint") or {}).get("packages") or {}).get("torch")
 
     @property
     def code(self) -> str | None:
@@ -348,7 +354,7 @@ def run(
     if record is None and migrate_keys(root):  # entries under the keys of unrounded floats (§12) renamed
         record = read_record(root, entry)
     if record is not None:
-        record = check_fingerprint(root, entry, record, fingerprint, reuse_stale)
+        record = check_fingerprint(root, entry, record, fingerprint, reuse_stale, dev)
     model, trained = None, record is None
     if record is None:
         for folder in ("runs", "partial"):  # before hours of training, not after them
@@ -435,6 +441,7 @@ def _curve(
     with locked_if_writable(entry / ".curve.lock") as writable:  # read-only: cached points can still be read
         cached = read_curve(path)
         missing = _missing(cached, wanted)
+        missing_there = len(missing)  # in the curve file of the code (and packages) that trained it
         if missing and not same_code(made_by, fingerprint):
             path = curve_path(entry, spec, fingerprint)
             cached = read_curve(path)
@@ -451,6 +458,14 @@ def _curve(
             if model is None and "weights_lost" in on_disk:  # a damaged weights file, set aside: repair it
                 model, _ = _retrain_weights(spec, data, dev, entry.parent.parent, entry, on_disk, fingerprint,
                                             progress)
+            if model is None and made_elsewhere(record, fingerprint, dev):
+                trained_on = record["provenance"].get("device")
+                raise ValueError(
+                    f"run {entry.name} was trained on {trained_on} (another machine's result, kept as it is) and its "
+                    f"curve lacks {missing_there} of the spec's noise points, but its weights are not here; evaluate "
+                    f"them where it was trained, or bring its weights (make export WEIGHTS=1 there): retraining it "
+                    f"here would make another device's network"
+                )
             if model is None:
                 warnings.warn(
                     f"run {entry.name} keeps no weights; retraining it to evaluate {len(missing)} new noise points",

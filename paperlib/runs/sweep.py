@@ -39,7 +39,7 @@ def _rows(result) -> list[dict[str, Any]]:
     common = {**_spec_fields(result.spec), "key": result.key, "clean_accuracy": result.accuracy,
               "diverged": result.diverged, "error": result.error, "trained": result.trained,
               "revision": result.revision, "code": result.code, "device": result.device,
-              "deterministic": result.deterministic}
+              "deterministic": result.deterministic, "torch": result.torch_version}
     if result.noise_curve.empty:
         return [{**common, **_NO_CURVE}]
     return [{**common, "sigma": s, "repeat": int(r), "accuracy": a}
@@ -48,7 +48,8 @@ def _rows(result) -> list[dict[str, Any]]:
 
 def _error_rows(spec: RunSpec, error: str) -> list[dict[str, Any]]:
     return [{**_spec_fields(spec), "key": None, "clean_accuracy": math.nan, "diverged": False, "error": error,
-             "trained": False, "revision": None, "code": None, "device": None, "deterministic": None, **_NO_CURVE}]
+             "trained": False, "revision": None, "code": None, "device": None, "deterministic": None, "torch": None,
+             **_NO_CURVE}]
 
 
 def _worker_device(device: str) -> str:
