@@ -16,6 +16,11 @@ OUT ?= results/notebooks/$(notdir $(basename $(PROFILE)))
 FILE ?= results-$(notdir $(basename $(PROFILE))).tar.gz
 WEIGHTS ?=
 REPLACE ?=
+# make gpu-wheels: what the GPU machine (Python 3.12, x86-64, its own torch 2.11) lacks for a slice of training
+# (benchmarks/gpu_slice.sh): brevitas and the two packages of its requirements that machine has not (its other
+# requirements, packaging, sympy, torch and typing-extensions, are there; setuptools is never imported), and
+# safetensors.
+GPU_WHEELS := brevitas==0.13.4 dependencies==2.0.1 unfoldNd==0.2.3 safetensors==0.8.0
 # The profiles whose figures are committed (the README shows them); the others are not tracked (.gitignore).
 COMMITTED_FIGURES := figures/quick figures/lenet-full
 NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.paper.notebooks \
@@ -26,7 +31,7 @@ NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.pa
 NOTEBOOKS := fig2 table1-vgg11 table1-resnet18 fig3 table2 walking-noise variance-aware noise-kinds pcm-device
 
 .PHONY: help install figures $(NOTEBOOKS) test test-fast test-dryrun lint check-figures lab refresh-notebooks \
-	export import zoo
+	export import zoo gpu-wheels
 
 help:  ## this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +98,11 @@ export: $(VENV)/.installed  ## pack PROFILE's results into FILE for another mach
 
 import: $(VENV)/.installed  ## add the results in FILE to results/ (checks it whole first; REPLACE=1: replace other code's)
 	$(PY) -m paperlib.paper.transfer import "$(FILE)" $(if $(filter 1 yes true,$(REPLACE)),--replace-other-code)
+
+gpu-wheels: $(VENV)/.installed  ## download into wheels/ what the GPU machine lacks for benchmarks/gpu_slice.sh
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d wheels $(GPU_WHEELS)
+	@ls -l wheels/*.whl
 
 lab: $(VENV)/.installed  ## JupyterLab with this environment as the kernel "Python (paperlib)"
 	$(PY) -m ipykernel install --user --name paperlib --display-name "Python (paperlib)"

@@ -42,10 +42,11 @@ def test_a_figure_s_own_modules_are_checked_too(tmp_path, monkeypatch):
     """A figure that depends on a module beyond FIGURE_MODULES (the PCM figure on ``pcm``) records it; another
     figure does not, so changing that module stales only the first."""
     code = code_fingerprint()["code"]
-    own = save_table(pd.DataFrame({"a": [1]}), tmp_path / "own.csv", "caption", (cf.fingerprint_line([code], ("pcm",)),))
+    line = cf.fingerprint_line([code], ("pcm",))
+    own = save_table(pd.DataFrame({"a": [1]}), tmp_path / "own.csv", "caption", (line,))
     _figure(tmp_path, [code], name="plain")
-    assert "pcm" in cf.read_fingerprint(own)["modules"] and "pcm" not in cf.read_fingerprint(tmp_path / "plain.csv")[
-        "modules"]
+    assert "pcm" in cf.read_fingerprint(own)["modules"]
+    assert "pcm" not in cf.read_fingerprint(tmp_path / "plain.csv")["modules"]
     assert cf.check(tmp_path) == []
     real = cf.compute_fingerprint
 
