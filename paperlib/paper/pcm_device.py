@@ -9,6 +9,7 @@ Nothing is trained.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -19,7 +20,10 @@ from matplotlib.figure import Figure
 from .. import zoo
 from ..data import load_cifar10
 from ..device import resolve_device
+from ..evaluate import noise_sweep, summarize_sweep
+from ..midpoint import fit_midpoint_calibrated
 from ..pcm import pcm_sweep
+from ..runs import progress
 from ..runs.spec import SUBSET_SEED
 from ..runs.summary import variant_name
 from .session import Session
@@ -53,39 +57,67 @@ def collection(session: Session, zoo_profile: str = "") -> str:
     return session.profile.name if zoo.names(session.profile.name, ARCH) else "quick"
 
 
-def networks(name: str, sigma_train: float = 0.0) -> pd.DataFrame:
-    """The zoo's 8-bit and fp32 LeNet-5 networks of collection ``name``, one row each with its method.
+def _say(line: str) -> None:
+    """A progress line: to the terminal of the main job when it runs the notebook (:mod:`paperlib.runs.progress`),
+    else printed into the notebook."""
+    if os.environ.get(progress.ENV):
+        progress.report(f"   {line}")
+    else:
+        print(line, flush=True)
 
-    Noisy-trained networks: only those of one training sigma per bit width: ``sigma_train`` when > 0, else the one
-    whose networks have the highest mean Gaussian ``sigma_mid``.
-    """
+
+def networks(name: str) -> pd.DataFrame:
+    """The zoo's fp32 and 8-bit LeNet-5 networks of collection ``name`` (noisy-trained ones at every training sigma),
+    one row each: its name, method, spec columns, recorded clean accuracy, revision and code."""
     rows = []
     for n in zoo.names(name, ARCH):
         e = zoo.info(n)
         if e.spec.bits not in (None, 8) or e.spec.sigma_theta != 0 or e.spec.train_noise_kind != "additive":
             continue
-        spec = {k: v for k, v in e.spec.to_dict().items() if k != "sigmas"}  # the Gaussian grid: not used here
-        rows.append({"name": n, **spec, "sigma_train": e.spec.sigma_train,
-                     "clean_accuracy_recorded": e.clean_accuracy, "sigma_mid": e.sigma_mid,
-                     "sigma_mid_err": e.sigma_mid_err, "revision": e.revision, "code": e.code})
+        spec = {k: v for k, v in e.spec.to_dict().items() if k != "sigmas"}  # the figures' grid: not used here
+        rows.append({"name": n, **spec, "clean_accuracy_recorded": e.clean_accuracy, "revision": e.revision,
+                     "code": e.code})
     nets = pd.DataFrame(rows)
     if nets.empty:
         raise ValueError(f"the zoo has no fp32 or 8-bit LeNet-5 networks of {name!r}")
+    nets["method"] = [method(b, s, t) for b, s, t in zip(nets.bits, nets.scale, nets.sigma_train)]
+    return nets
+
+
+def select(nets: pd.DataFrame, sigma_train: float = 0.0) -> pd.DataFrame:
+    """``nets`` (with a ``sigma_mid`` column, :func:`gaussian`) keeping, of the noisy-trained networks, one
+    training sigma per QAT variant: ``sigma_train`` when > 0, else the one whose networks have the highest mean
+    Gaussian ``sigma_mid``."""
     noisy = nets[nets.sigma_train > 0]
     keep = nets.sigma_train == 0
-    for _bits, g in noisy.groupby(noisy.bits.fillna(0)):
+    for _variant, g in noisy.groupby([noisy.bits.fillna(0), noisy.scale.fillna(0)]):
         if sigma_train > 0:
             chosen = g.sigma_train[np.isclose(g.sigma_train, sigma_train, rtol=1e-6)]
             if chosen.empty:
-                raise ValueError(f"no noisy-trained network of training sigma {sigma_train:g} in the zoo's {name!r}; "
-                                 f"it has {sorted(g.sigma_train.unique())}")
+                raise ValueError(f"no noisy-trained network of training sigma {sigma_train:g} in the zoo; it has "
+                                 f"{sorted(g.sigma_train.unique())}")
             pick = chosen.iloc[0]
         else:
-            pick = g.groupby("sigma_train").sigma_mid.mean().idxmax()
+            pick = g.groupby("sigma_train").sigma_mid.mean().fillna(-1.0).idxmax()
         keep |= nets.index.isin(g.index[g.sigma_train == pick])
-    nets = nets[keep].copy()
-    nets["method"] = [method(b, s, t) for b, s, t in zip(nets.bits, nets.scale, nets.sigma_train)]
-    return nets.reset_index(drop=True)
+    return nets[keep].reset_index(drop=True)
+
+
+def gaussian(session: Session, nets: pd.DataFrame, draws: int, x, y) -> pd.DataFrame:
+    """``nets`` with each network's ``sigma_mid`` and ``sigma_mid_err`` under the paper's Gaussian noise, measured
+    here on the same test images (the profile's sigma grid, ``draws`` noise draws per sigma, the calibrated fit of
+    docs/protocol.md §11; NaN where the fit fails)."""
+    out = nets.copy()
+    mids, errs = [], []
+    for i, net in enumerate(nets.itertuples(index=False), 1):
+        model = zoo.load(net.name, resolve_device(session.device))
+        curve = summarize_sweep(noise_sweep(model, x, y, session.profile.sigmas(), repeats=draws, progress=False))
+        fit = fit_midpoint_calibrated(curve.sigma.to_numpy(), curve.acc_mean.to_numpy())
+        mids.append(fit.sigma_mid if fit.ok else np.nan)
+        errs.append(fit.sigma_mid_err if fit.ok else np.nan)
+        _say(f"Gaussian noise: network {i}/{len(nets)} {net.name}: sigma_mid {mids[-1]:.3g}")
+    out["sigma_mid"], out["sigma_mid_err"] = mids, errs
+    return out
 
 
 def _images(session: Session, nets: pd.DataFrame):
@@ -103,18 +135,22 @@ def _images(session: Session, nets: pd.DataFrame):
                                     f"data set they were trained on")
 
 
-def experiment(session: Session, nets: pd.DataFrame, draws: int) -> tuple[pd.DataFrame, str]:
-    """Every network on :data:`draws` independent PCM devices: accuracy at :data:`TIMES` with and without global
-    drift compensation, and at :data:`SCALE_TIME` with the noise scaled by :data:`NOISE_SCALES` (compensated).
+def experiment(session: Session, nets: pd.DataFrame, draws: int, sigma_train: float = 0.0
+               ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The Gaussian ``sigma_mid`` of every network of ``nets`` (:func:`gaussian`), then the networks :func:`select`
+    keeps on ``draws`` independent PCM devices each: accuracy at :data:`TIMES` with and without global drift
+    compensation, and at :data:`SCALE_TIME` with the device noise scaled by :data:`NOISE_SCALES` (compensated).
 
-    Returns the tidy frame (one row per network, time, scale, compensation and device draw; the network's spec
-    columns, ``repeat`` = the device draw) and the caption note. Prints one progress line per network.
+    Returns the tidy frame (one row per network, time, scale, compensation and device draw, with the network's
+    spec columns and ``sigma_mid``; ``repeat`` = the device draw), the networks kept (with their ``sigma_mid``),
+    and the caption note. Prints one progress line per network and measurement.
     """
-    if not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be a whole number >= 1 (device draws per network), got {draws!r}")
+    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
+        raise ValueError(f"draws must be a whole number >= 1 (device and noise draws per network), got {draws!r}")
     x, y, where = _images(session, nets)
+    kept = select(gaussian(session, nets, draws, x, y), sigma_train)
     out, start = [], time.monotonic()
-    for i, net in enumerate(nets.itertuples(index=False), 1):
+    for i, net in enumerate(kept.itertuples(index=False), 1):
         model = zoo.load(net.name, resolve_device(session.device))
         seeds = range(draws)
         over_time = pcm_sweep(model, x, y, TIMES, seeds=seeds, compensation=(True, False))
@@ -124,15 +160,15 @@ def experiment(session: Session, nets: pd.DataFrame, draws: int) -> tuple[pd.Dat
         for col, value in net._asdict().items():
             sweep[col] = value
         out.append(sweep)
-        left = (time.monotonic() - start) / i * (len(nets) - i)
+        left = (time.monotonic() - start) / i * (len(kept) - i)
         year = over_time[(over_time.t_inference == TIMES[-1]) & over_time.compensation].accuracy.mean()
-        print(f"network {i}/{len(nets)} {net.name}: clean {sweep.clean_accuracy.iloc[0]:.1%}, 1 year compensated "
-              f"{year:.1%} (about {left:.0f} s left)", flush=True)
+        _say(f"PCM device: network {i}/{len(kept)} {net.name}: clean {sweep.clean_accuracy.iloc[0]:.1%}, 1 year "
+             f"compensated {year:.1%} (about {progress.duration(left)} left)")
     df = pd.concat(out, ignore_index=True)
     df["repeat"] = df.device_draw
-    note = (f"PCM model of aihwkit's PCMLikeNoiseModel (ours, docs/protocol.md), {draws} device draw(s) per network, "
-            f"{where}")
-    return df, note
+    note = (f"PCM model of aihwkit's PCMLikeNoiseModel (ours, docs/protocol.md §13), {draws} device draw(s) per "
+            f"network, Gaussian sigma_mid measured here over {len(session.profile.sigmas())} sigmas; {where}")
+    return df, kept, note
 
 
 def halfway(x: np.ndarray, acc: np.ndarray, clean: float, chance: float = 0.1) -> float:
@@ -253,17 +289,20 @@ def what_it_shows(table: pd.DataFrame, df: pd.DataFrame, collection_name: str) -
 
     def best(col):
         row = table.sort_values(col, ascending=False, kind="stable").iloc[0]
-        return row.method, row[col]
+        return row.method, row[col], row
 
-    g_best, g_val = best("sigma_mid")
-    s_best, s_val = best("scale_mid")
-    d_best, d_val = best("drift_half_time_s")
+    g_best, g_val, _ = best("sigma_mid")
+    s_best, s_val, s_row = best("scale_mid")
+    d_best, d_val, d_row = best("drift_half_time_s")
+    s_text = f"{'at least ' if s_row.scale_mid_beyond_grid else ''}{s_val:.3g}x the device's noise"
+    d_text = ("at least one of its networks still above halfway to chance after a year" if d_row.drift_beyond_grid
+              else f"halfway to chance after {d_val / 86400:.3g} days")
     lines = [
         f"{len(table)} methods, {n_nets} LeNet-5 networks of the zoo's {collection_name!r} collection "
         f"({', '.join(f'{k}: {v}' for k, v in table.set_index('method').networks.items())}).",
         f"Most robust under the paper's Gaussian noise: {g_best} (sigma_mid {g_val:.3g}). Against the PCM noise "
-        f"scaled at one day (compensated): {s_best} (falls halfway to chance at {s_val:.3g}x the device's noise). "
-        f"Against uncompensated drift: {d_best} (halfway to chance after {d_val / 86400:.3g} days).",
+        f"scaled at one day (compensated): {s_best} (falls halfway to chance at {s_text}). "
+        f"Against uncompensated drift: {d_best} ({d_text}).",
         "Gaussian ranking: " + _order(table, "sigma_mid") + ".",
         "PCM noise scale ranking: " + _order(table, "scale_mid") + ".",
         "Uncompensated drift ranking: " + _order(table, "drift_half_time_s") + ".",
@@ -271,6 +310,13 @@ def what_it_shows(table: pd.DataFrame, df: pd.DataFrame, collection_name: str) -
         f"{mean_at(TIMES[-1], True):.1%} at 1 year with global drift compensation, "
         f"{mean_at(TIMES[-1], False):.1%} at 1 year without it.",
     ]
+    if "fp32" in set(table.method):
+        ref = table.set_index("method").loc["fp32"]
+        ratios = [f"{r.method} {r.sigma_mid / ref.sigma_mid:.2g}x / {r.scale_mid / ref.scale_mid:.2g}x / "
+                  f"{r.drift_half_time_s / ref.drift_half_time_s:.2g}x"
+                  for r in table.itertuples() if r.method != "fp32"]
+        lines.append("Relative to fp32 (Gaussian sigma_mid / PCM scale_mid / uncompensated drift half time; a "
+                     "network beyond the grid counted at its end): " + "; ".join(ratios) + ".")
     spread = table[["sigma_mid_spread", "scale_mid_spread"]].max().max()
     if table.networks.min() < 3 or not np.isfinite(spread):
         lines.append(f"Caveat: {table.networks.min()} network(s) per method; between seeds one network's sigma_mid "
