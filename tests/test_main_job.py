@@ -22,8 +22,8 @@ def test_every_notebook_is_a_job_and_every_job_a_make_target():
 
 def test_an_unknown_job_is_one_clear_error(capsys):
     with pytest.raises(SystemExit):
-        notebooks.main(["08"])
-    assert "unknown job(s) 08; choose from 01, 02-vgg11" in capsys.readouterr().err
+        notebooks.main(["09"])
+    assert "unknown job(s) 09; choose from 01, 02-vgg11" in capsys.readouterr().err
 
 
 def test_a_profile_file_becomes_an_absolute_path_and_a_name_stays_a_name(tmp_path, monkeypatch):
