@@ -165,6 +165,11 @@ def test_the_zoo_is_built_from_the_cache_and_loads_from_a_release(tmp_path, monk
         assert entry.clean_accuracy == result.accuracy
         x, y = zoo.eval_images(name, data_root, manifest=manifest)
         assert accuracy(zoo.load(name, manifest=manifest), x, y) == result.accuracy
+    files, listed = {p.name: p.read_bytes() for p in release.iterdir()}, manifest.read_text()
+    empty = build.build("smoke", ["01"], ["lenet5"], str(tmp_path / "no-results"), str(data_root), release, 0.1, 0.0,
+                        manifest)  # a machine without the cache: nothing is lost
+    assert empty["added"] == [] and len(empty["skipped"]["kept as they were (not cached by this code)"]) == 2
+    assert {p.name: p.read_bytes() for p in release.iterdir()} == files and manifest.read_text() == listed
     first = manifest.read_text()
     again = build.build("smoke", ["01"], ["lenet5"], str(results), str(data_root), release, 0.1, 0.0, manifest)
     assert again["added"] == out["added"] and manifest.read_text() == first  # same code: same bytes, same sha256

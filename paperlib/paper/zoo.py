@@ -6,11 +6,12 @@
 For every spec that the notebooks sweep at the profile (the same specs as ``make export``), the cached network made
 by this checkout's code is written as ``<name>.safetensors`` with its manifest entry (spec, key, clean accuracy,
 ``sigma_mid`` with its calibrated error, code fingerprint, revision, size, sha256). Nothing is trained: a spec
-missing from the cache, or cached by other code, is reported and left out. Networks at chance (clean accuracy at
-most ``--min-accuracy``: collapsed or diverged) are left out too, and counted. Files up to
-``--repository-limit-mb`` go into ``paperlib/zoo/weights`` (shipped with the package), larger ones into
-``--release-dir`` as release assets to upload beside the manifest (docs/zoo.md). The manifest keeps other
-profiles' entries; this profile's are replaced, and shipped files no entry names any more are removed.
+missing from the cache, or cached by other code, is reported, and its manifest entry, if it has one, is kept as it
+is (a build without the cache loses nothing). Networks at chance (clean accuracy at most ``--min-accuracy``:
+collapsed or diverged) are left out, and counted. Files up to ``--repository-limit-mb`` go into
+``paperlib/zoo/weights`` (shipped with the package), larger ones into ``--release-dir`` as release assets to upload
+beside the manifest (docs/zoo.md). The manifest keeps other profiles' entries; this profile's rebuilt ones are
+replaced, and shipped files no entry names any more are removed.
 """
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def _state_bytes(model) -> bytes:
 def build(profile_name: str, notebooks: list[str], archs: list[str] | None, results_dir: str | None,
           data_root: str | None, release_dir: Path | None, repository_limit_mb: float, min_accuracy: float,
           manifest_path: Path = MANIFEST) -> dict:
-    """Write the zoo files and manifest for ``profile_name``; returns ``{"added": [...], "skipped": {...}}``."""
+    """Write the zoo files and manifest for ``profile_name``; returns ``{"added": [names written], "skipped":
+    {why: [names]}}``. An entry of the manifest whose network this cache does not hold (made by this code) is kept
+    as it is, so a build on a machine without the cache loses nothing."""
     profile = load_profile(profile_name)
     specs = [s for s in specs_for(profile, notebooks) if archs is None or s.arch in archs]
     data = load_cifar10(data_root)
@@ -61,18 +64,25 @@ def build(profile_name: str, notebooks: list[str], archs: list[str] | None, resu
     except FileNotFoundError:
         manifest = {"format": FORMAT, "base_url": None, "networks": {}}
     networks = {n: e for n, e in manifest["networks"].items() if e["profile"] != profile.name}
+    before = {n: e for n, e in manifest["networks"].items() if e["profile"] == profile.name}
     weights_dir = manifest_path.parent / "weights"
     def complete(s: RunSpec) -> RunSpec:
         return replace(s, dataset=data.source, data_digest=data.content_digest())
 
     keys_of = {nb: {complete(s).train_key() for s in specs_for(profile, [nb])} for nb in notebooks}
-    skipped: dict[str, list[str]] = {"not cached by this code": [], "at chance": []}
+    skipped: dict[str, list[str]] = {"not cached by this code": [], "kept as they were (not cached by this code)": [],
+                                     "at chance": []}
+    written = []
     for spec in specs:
         full = complete(spec)
         record = read_record(root, root / "runs" / full.train_key())
         name = zoo_name(profile.name, full)
         if record is None or (record.get("fingerprint") or {}).get("code") != code:
-            skipped["not cached by this code"].append(name)
+            if name in before:  # nothing is lost: a zoo entry stays until this code has the network to replace it
+                networks[name] = before[name]
+                skipped["kept as they were (not cached by this code)"].append(name)
+            else:
+                skipped["not cached by this code"].append(name)
             continue
         result = run(full, results_dir=root, data=data, progress=False)
         if result.diverged or result.accuracy <= min_accuracy:
@@ -95,6 +105,7 @@ def build(profile_name: str, notebooks: list[str], archs: list[str] | None, resu
             "sigma_mid": fit.sigma_mid if fit.ok else None, "sigma_mid_err": fit.sigma_mid_err if fit.ok else None,
             "code": code, "revision": result.revision,
         }
+        written.append(name)
         print(f"  {name}: {result.accuracy:.1%} clean, {len(blob) / 2**20:.2f} MiB ({where})")
     manifest = {"format": FORMAT, "base_url": manifest.get("base_url"),
                 "networks": dict(sorted(networks.items()))}
@@ -104,8 +115,7 @@ def build(profile_name: str, notebooks: list[str], archs: list[str] | None, resu
     for stale in weights_dir.glob("*.safetensors"):
         if stale.name not in named:
             stale.unlink()
-    added = sorted(n for n, e in networks.items() if e["profile"] == profile.name)
-    return {"added": added, "skipped": skipped}
+    return {"added": sorted(written), "skipped": skipped}
 
 
 def main(argv: list[str] | None = None) -> int:
