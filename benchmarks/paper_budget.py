@@ -47,6 +47,8 @@ from paperlib.models import ARCHS, build_model
 from paperlib.noise import NOISE_KINDS, noise_modules
 from paperlib.paper import beyond as outlook
 from paperlib.paper import experiments as rp
+from paperlib.paper.slices import kind_of
+from paperlib.paper.slices import load_timings as slice_timings
 from paperlib.runs.cache import DEFAULT_WEIGHTS_LIMIT_MB
 from paperlib.runs.fingerprint import code_fingerprint
 from paperlib.runs.profile import Profile, load_profile
@@ -148,11 +150,6 @@ class Tally:
     """records and curve files added to the cache"""
 
 
-def kind_of(spec: RunSpec) -> str:
-    """``fp32``, ``qat-dynamic`` or ``qat-constant``: what the timings distinguish."""
-    return "fp32" if spec.bits is None else "qat-dynamic" if spec.scale is None else "qat-constant"
-
-
 def count(p: Profile, weights_limit_mb: float = DEFAULT_WEIGHTS_LIMIT_MB) -> dict[str, Tally]:
     """Simulate the result cache over ``make figures`` at ``p``: per notebook, a :class:`Tally`."""
     cache: dict[str, dict] = {}  # train key -> {"kept": bool, "points": set}
@@ -234,16 +231,11 @@ def _fmt_counts(d: dict[str, int]) -> str:
 
 
 def load_timings(path: str) -> tuple[dict[tuple, tuple[float, float]], str]:
-    """The ``budget_timings`` of a ``gpu_check`` JSON file: (arch, kind) -> (s/step, s/test image), and a line
-    naming the device, GPU and torch version that measured them."""
+    """The ``budget_timings`` of a ``gpu_check`` JSON file (:func:`paperlib.paper.slices.load_timings`: (arch, kind)
+    -> (s/step, s/test image)), and a line naming the device, GPU and torch version that measured them."""
+    timings = slice_timings(path)
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
-    try:
-        timings = {(arch, kind): (float(v[0]), float(v[1]))
-                   for arch, r in data["archs"].items() for kind, v in r["budget_timings"].items()}
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ValueError(f"{path} holds no budget_timings of python -m benchmarks.gpu_check ({exc!r}); run "
-                         f"python -m benchmarks.gpu_check --device <yours> --out {path} on the device") from None
     return timings, (f"{data.get('gpu') or data.get('device')}, torch {data.get('torch')} "
                      f"(python -m benchmarks.gpu_check, {path})")
 

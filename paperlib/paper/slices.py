@@ -73,7 +73,8 @@ class SliceError(ValueError):
 
 
 def kind_of(spec: RunSpec) -> str:
-    """``fp32``, ``qat-dynamic`` or ``qat-constant``: the kinds ``budget_timings`` times."""
+    """``fp32``, ``qat-dynamic`` or ``qat-constant``: the kinds ``budget_timings`` times (and
+    ``benchmarks/paper_budget.py`` charges)."""
     return "fp32" if spec.bits is None else "qat-dynamic" if spec.scale is None else "qat-constant"
 
 
@@ -85,8 +86,9 @@ def load_timings(path: str | os.PathLike) -> dict[tuple[str, str], tuple[float, 
                 for arch, r in data["archs"].items() for kind, v in r["budget_timings"].items()}
     except FileNotFoundError:
         raise SliceError(f"timings file {path} does not exist") from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-        raise SliceError(f"{path} holds no budget_timings of python -m benchmarks.gpu_check --out FILE") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise SliceError(f"{path} holds no budget_timings of python -m benchmarks.gpu_check ({exc!r}); run "
+                         f"python -m benchmarks.gpu_check --device <yours> --out {path} on the device") from None
 
 
 def probe(spec: RunSpec, data: CIFAR10Data, dev: torch.device, deterministic: bool | None) -> tuple[float, float]:
