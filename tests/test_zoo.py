@@ -121,7 +121,7 @@ def test_manifest_sizes_and_hashes_are_the_files_own():
 
 
 def test_a_zoo_network_reproduces_its_recorded_clean_accuracy(real_cifar10):
-    """The first shipped LeNet-5 network of each kind (fp32, a QAT one) on the test images it was measured on;
+    """The first shipped LeNet-5 network of each kind (a 4-bit and an 8-bit one) on the test images it was measured on;
     on the python release of CIFAR-10 (not the JPEG copy the zoo was trained on) the refusal is checked instead."""
     from paperlib.data import load_cifar10
 
@@ -135,7 +135,9 @@ def test_a_zoo_network_reproduces_its_recorded_clean_accuracy(real_cifar10):
             continue
         x, y = zoo.eval_images(name, data=data)
         assert len(y) == (entry.spec.test_subset or 10_000)
-        assert accuracy(zoo.load(name), x, y) == entry.clean_accuracy, name
+        # the recorded accuracy was measured on another CPU; a last-bit difference of its convolutions may flip an
+        # image near a decision boundary, so up to 2 of the images may differ (another network's weights: 26)
+        assert round(abs(accuracy(zoo.load(name), x, y) - entry.clean_accuracy) * len(y)) <= 2, name
 
 
 def test_the_zoo_is_built_from_the_cache_and_loads_from_a_release(tmp_path, monkeypatch, capsys):
