@@ -19,8 +19,8 @@ REPLACE ?=
 # make gpu-wheels: what the GPU machine (Python 3.12, x86-64, its own torch 2.11) lacks for a slice of training
 # (benchmarks/gpu_slice.sh): brevitas and the two packages of its requirements that machine has not (its other
 # requirements, packaging, sympy, torch and typing-extensions, are there; setuptools is never imported), and
-# safetensors.
-GPU_WHEELS := brevitas==0.13.4 dependencies==2.0.1 unfoldNd==0.2.3 safetensors==0.8.0
+# safetensors and seaborn (the paper layer, which the slice runner imports, draws with it).
+GPU_WHEELS := brevitas==0.13.4 dependencies==2.0.1 unfoldNd==0.2.3 safetensors==0.8.0 seaborn==0.13.2
 # The profiles whose figures are committed (the README shows them); the others are not tracked (.gitignore).
 COMMITTED_FIGURES := figures/quick figures/lenet-full
 NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.paper.notebooks \

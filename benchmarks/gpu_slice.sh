@@ -6,7 +6,7 @@
 #       --data data/cifar10-jpeg.tar.gz --resume results/slices/results-gpu-slice.tar.gz
 #
 # It installs the wheels that machine lacks (brevitas and what it needs beyond that machine's packages, and
-# safetensors: `make gpu-wheels` downloads them into wheels/, which must travel with the command) into a folder
+# safetensors and seaborn: `make gpu-wheels` downloads them into wheels/, which must travel with the command) into a folder
 # of its own, sets PYTHONPATH to the repository and that folder, and writes the archive and slice.json to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."

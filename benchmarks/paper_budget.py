@@ -45,8 +45,7 @@ from paperlib.data import CIFAR10Data
 from paperlib.evaluate import accuracy
 from paperlib.models import ARCHS, build_model
 from paperlib.noise import NOISE_KINDS, noise_modules
-from paperlib.paper import beyond as outlook
-from paperlib.paper import experiments as rp
+from paperlib.paper import fig2, fig3, noise_kinds, table1, table2, variance_aware, walking_noise
 from paperlib.paper.slices import kind_of
 from paperlib.paper.slices import load_timings as slice_timings
 from paperlib.runs.cache import DEFAULT_WEIGHTS_LIMIT_MB
@@ -88,23 +87,20 @@ def notebook_runs(p: Profile) -> dict[str, list[Run]]:
     seeds; here the picks are fp32, a constant-scale QAT variant (any: all are trained without noise, so
     kept) and the fp32 network noisy-trained at the middle training sigma, every seed: the cost is the same.
     """
-    clean, noisy = rp.clean_specs, rp.noisy_specs
     out: dict[str, list[RunSpec]] = {
-        "01": clean(p, "lenet5", rp.qat_variants(p, "lenet5")),
+        "01": fig2.specs(p),
         # the main job skips a Table I architecture outside the profile's archs
-        "02-vgg11": clean(p, "vgg11", rp.qat_variants(p, "vgg11")) if "vgg11" in p.archs else [],
-        "02-resnet18": clean(p, "resnet18", rp.qat_variants(p, "resnet18")) if "resnet18" in p.archs else [],
-        "03": [s for a in p.archs for s in clean(p, a, rp.noisy_variants(p)) + noisy(p, a, rp.noisy_variants(p))],
-        "04": [s for a in p.archs for s in clean(p, a, [(None, None)]) + noisy(p, a, [(None, None)])],
-        "06": outlook.variance_aware_specs(p, "lenet5", outlook.variance_aware_sigmas(p)),
-        "07": outlook.kind_specs(p, "lenet5", [(None, None), (p.bits[-1], None), (p.bits[-1], p.noisy_scale)],
-                                 NOISE_KINDS, outlook.kind_sigmas(p)),
+        "02-vgg11": table1.specs(p, arch="vgg11") if "vgg11" in p.archs else [],
+        "02-resnet18": table1.specs(p, arch="resnet18") if "resnet18" in p.archs else [],
+        "03": fig3.specs(p),
+        "04": table2.specs(p),
+        "06": variance_aware.specs(p),
+        "07": noise_kinds.specs(p, kinds=NOISE_KINDS),
     }
     runs = {job: [Run(s) for s in _resolved(specs)] for job, specs in out.items()}
-    walking = []
-    n_walk = len(outlook.walking_sigmas(p))
+    walking = [Run(s) for s in _resolved(walking_noise.specs(p))]
+    n_walk = len(walking_noise.sigmas(p))
     for a in p.archs:
-        walking += [Run(s) for s in _resolved(clean(p, a, rp.qat_variants(p, a)) + noisy(p, a, [(None, None)]))]
         mid = p.noisy_sigmas()[len(p.noisy_sigmas()) // 2]
         images = p.for_arch(a).walking_test_subset or TEST_IMAGES
         picks = [q for k in range(p.for_arch(a).seeds)  # notebook 05 profiles every seed of its three picks

@@ -8,8 +8,9 @@ Three layers, each importing only the ones above it in this list:
 - the run engine (``paperlib.runs``): run specs, the result cache and its
   fingerprint, sweeps on any executor (Dask included), profiles, provenance;
 - the paper layer (``paperlib.paper``, imported on its own: it brings
-  matplotlib): the paper's published numbers, its experiments and findings,
-  the experiments beyond it, plotting, and the notebooks' session.
+  matplotlib and seaborn): one module per notebook (the paper's figures and
+  tables, the experiments beyond it), what they share, and the notebooks'
+  session.
 
 ``import paperlib`` gives the toolbox and the engine's entry points.
 """

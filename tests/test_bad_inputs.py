@@ -13,9 +13,9 @@ from conftest import make_release
 
 import paperlib.runs.experiment as experiment
 from paperlib import CacheWarning, DataNotFoundError, RunSpec, build_model, guards, load_cifar10, load_profile, run
-from paperlib.paper import Session, clean_specs, qat_variants
+from paperlib.paper import Session, variance_aware
 from paperlib.paper import notebooks as main_job
-from paperlib.paper.beyond import variance_aware_specs
+from paperlib.paper.specs import clean_specs, qat_variants
 from paperlib.runs.cache import ResultsNotWritableError, migrate_keys
 from paperlib.runs.fingerprint import source_hash
 from paperlib.runs.spec import CACHE_VERSION, _hash
@@ -137,7 +137,9 @@ def test_seeds_must_be_zero_or_a_number_of_networks(seeds):
                                          r"number of networks per variant, got"):
         clean_specs(profile, "lenet5", qat_variants(profile, "lenet5"), seeds)
     with pytest.raises(ValueError, match=r"seeds must be 0"):
-        variance_aware_specs(profile, "lenet5", (0.1,), seeds)
+        variance_aware.specs(profile, seeds, "lenet5", (0.1,))
+    with pytest.raises(ValueError, match=r"seeds must be 0"):
+        Session.from_parameters("smoke", "cpu", seeds=seeds)
     assert len(clean_specs(profile, "lenet5", [(None, None)], 2)) == 2
 
 
@@ -279,9 +281,9 @@ def test_the_toolbox_calls_the_guards_where_the_work_starts():
     import inspect
 
     from paperlib import data, evaluate
-    from paperlib.paper import experiments
+    from paperlib.paper import specs
 
     assert "guards.sweep_inputs(model, x, y)" in inspect.getsource(evaluate.evaluate_pairs)
     assert "guards.image_folder(root)" in inspect.getsource(data._read_any)
     assert "guards.decoded_cache(path)" in inspect.getsource(data._cached)
-    assert "guards.seeds(seeds)" in inspect.getsource(experiments._seeds)
+    assert "guards.seeds(seeds)" in inspect.getsource(specs.network_seeds)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paperlib.paper.plotting import save_table
+from paperlib.paper.plots import save_table
 from paperlib.runs import check_figures as cf
 from paperlib.runs.fingerprint import code_fingerprint
 
@@ -39,7 +39,7 @@ def test_a_figure_made_by_other_code_fails_naming_the_module(tmp_path, capsys):
 
 
 def test_a_figure_s_own_modules_are_checked_too(tmp_path, monkeypatch):
-    """A figure that depends on a module beyond FIGURE_MODULES (the PCM figure on ``pcm``) records it; another
+    """A figure that depends on a module beyond CORE_MODULES (the PCM figure on ``pcm``) records it; another
     figure does not, so changing that module stales only the first."""
     code = code_fingerprint()["code"]
     line = cf.fingerprint_line([code], ("pcm",))
@@ -59,6 +59,34 @@ def test_a_figure_s_own_modules_are_checked_too(tmp_path, monkeypatch):
     monkeypatch.setattr(cf, "compute_fingerprint", edited)
     (problem,) = cf.check(tmp_path)
     assert "own.csv" in problem and "pcm" in problem
+
+
+def test_a_figure_made_by_a_module_that_is_gone_or_without_the_core_fails(tmp_path):
+    """A figure recorded ``paper/beyond`` (split into one module per notebook since): stale, naming it; a figure
+    whose fingerprint lacks a core module (``midpoint``) records less than made it: stale too. A figure of
+    ``paper/fig2``'s modules is not staled by a change to another figure's module (``paper/walking_noise``)."""
+    code = code_fingerprint()["code"]
+    for name, drop, add in (("gone", None, "paper/beyond"), ("partial", "midpoint", None)):
+        path = _figure(tmp_path, [code], name=name)
+        lines = path.read_text().splitlines()
+        saved = json.loads(lines[1].removeprefix(cf.PREFIX))
+        if add:
+            saved["modules"][add] = "0123456789abcdef"
+        if drop:
+            del saved["modules"][drop]
+        lines[1] = cf.PREFIX + json.dumps(saved)
+        path.write_text("\n".join(lines) + "\n")
+    problems = cf.check(tmp_path)
+    assert len(problems) == 2
+    assert "gone.csv" in problems[0] and "paper/beyond" in problems[0]
+    assert "partial.csv" in problems[1] and "midpoint" in problems[1]
+    from paperlib.paper import fig2
+
+    line = cf.fingerprint_line([code], fig2.MODULES)
+    other = tmp_path / "fig2" / "fig2.csv"
+    other.parent.mkdir()
+    save_table(pd.DataFrame({"a": [1]}), other, "caption", (line,))
+    assert cf.check(other.parent) == [] and "paper/walking_noise" not in cf.read_fingerprint(other)["modules"]
 
 
 def test_a_figure_of_cached_results_from_other_code_fails(tmp_path):
@@ -88,10 +116,12 @@ def test_a_missing_folder_is_one_clear_problem(tmp_path):
 
 def test_every_module_a_figure_depends_on_exists():
     """A renamed or moved module would silently drop out of the fingerprint (missing files are skipped)."""
+    from paperlib.paper import FIGURES
     from paperlib.runs.fingerprint import PACKAGE_DIR
 
-    missing = [m for m in cf.FIGURE_MODULES if not (PACKAGE_DIR / f"{m}.py").is_file()]
-    assert not missing, f"FIGURE_MODULES names modules that do not exist: {missing}"
+    named = {m for fig in FIGURES.values() for m in fig.MODULES} | set(cf.CORE_MODULES)
+    missing = [m for m in sorted(named) if not (PACKAGE_DIR / f"{m}.py").is_file()]
+    assert not missing, f"CORE_MODULES or a figure's MODULES names modules that do not exist: {missing}"
 
 
 def _notebook(folder, *texts, name="01_fig.ipynb"):

@@ -67,18 +67,19 @@ def profile_keys(load_profile, fn) -> dict[str, dict[str, list[str]]]:
 
 
 def _builders() -> SimpleNamespace:
+    """The builders of the notebooks' specs where the paper layer keeps them (one module per figure)."""
     import paperlib
-    from paperlib import paper
+    from paperlib.paper import noise_kinds, specs, variance_aware
 
-    names = ("qat_variants", "noisy_variants", "clean_specs", "noisy_specs", "variance_aware_sigmas",
-             "variance_aware_specs", "kind_sigmas", "kind_specs")
-    homes = [paper] + [getattr(paper, m) for m in ("reproduce", "beyond", "experiments") if hasattr(paper, m)]
-    fns = {}
-    for n in names:
-        home = next((h for h in homes if hasattr(h, n)), None)
-        assert home is not None, f"paperlib.paper exports no {n}"
-        fns[n] = getattr(home, n)
-    return SimpleNamespace(**fns, ARCHS=paperlib.ARCHS, NOISE_KINDS=paperlib.NOISE_KINDS)
+    def kind_specs(profile, arch, variants, kinds, sigmas):
+        assert variants == noise_kinds.variants(profile) and tuple(sigmas) == noise_kinds.sigmas(profile)
+        return noise_kinds.specs(profile, 0, arch, kinds)
+
+    return SimpleNamespace(
+        qat_variants=specs.qat_variants, noisy_variants=specs.noisy_variants, clean_specs=specs.clean_specs,
+        noisy_specs=specs.noisy_specs, variance_aware_sigmas=variance_aware.sigmas,
+        variance_aware_specs=lambda profile, arch, sigmas: variance_aware.specs(profile, 0, arch, sigmas),
+        kind_sigmas=noise_kinds.sigmas, kind_specs=kind_specs, ARCHS=paperlib.ARCHS, NOISE_KINDS=paperlib.NOISE_KINDS)
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)

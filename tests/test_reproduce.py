@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 from paperlib import load_profile  # noqa: E402
 from paperlib import paper as pp  # noqa: E402
 from paperlib.midpoint import logistic  # noqa: E402
-from paperlib.paper import Session, experiments, plotting  # noqa: E402
+from paperlib.paper import Session, fig2, fig3, plots, table1, table2, tables  # noqa: E402
 from paperlib.paper import published as paper  # noqa: E402
 
 SIGMAS = np.logspace(-2, 2, 17)
@@ -78,7 +78,7 @@ def test_peak_accuracy_is_the_noise_free_accuracy_not_the_best_grid_point():
     assert math.isnan(one.peak_acc_std) and one.peak_acc_err == pytest.approx(math.sqrt(0.8 * 0.2 / 2000), rel=0.01)
     perfect = pp.summarize(df[df.seed == 0].assign(clean_accuracy=1.0)).iloc[0]
     assert 0 < perfect.peak_acc_err < 0.001  # 2000 of 2000 right: still an error bar
-    table = pp.compare_table_i(pp.summarize(df.assign(arch="vgg11")), "vgg11").set_index("variant")
+    table = table1.compare(pp.summarize(df.assign(arch="vgg11")), "vgg11").set_index("variant")
     assert table.loc["fp32", "peak acc. (%)"] == "82.0 ± 1.2"  # the paper's precision: % with one decimal, ± s.e.
 
 
@@ -88,7 +88,7 @@ def test_diverged_networks_enter_the_means_and_are_counted():
     assert row.diverged == "1 of 2" and row.n_diverged == 1 and row.networks == 2
     assert row.peak_acc == pytest.approx((0.70 + 0.1) / 2, abs=0.01)  # the chance-level network is averaged in
     assert not row.collapsed and "collapsed" not in row.fit  # half its networks work: not a collapsed model
-    t = pp.compare_table_i(pp.summarize(df), "resnet18").set_index("variant")
+    t = table1.compare(pp.summarize(df), "resnet18").set_index("variant")
     assert t.loc["4-bit s=8", "diverged"] == "1 of 2" and t.loc["4-bit dynamic", "diverged"] == "–"
 
 
@@ -97,7 +97,7 @@ def test_a_curve_whose_networks_all_diverged_is_collapsed_not_a_failed_fit(lenet
     row = pp.summarize(df).iloc[0]
     assert row.collapsed and not row.fit_ok and row.fit == "collapsed: diverged (NaN loss)"
     assert row.diverged == "2 of 2" and row.peak_acc == pytest.approx(0.1)
-    t = pp.compare_table_i(pp.summarize(df), "resnet18").set_index("variant")
+    t = table1.compare(pp.summarize(df), "resnet18").set_index("variant")
     assert t.loc["4-bit s=10", "fit"] == "collapsed: diverged (NaN loss)"
     assert t.loc["4-bit s=10", "diverged"] == "2 of 2"
     # a record from before diverged runs were scored: no curve at all, still a collapse by divergence
@@ -290,14 +290,14 @@ def test_findings_from_a_sweep_and_their_report(lenet_sweep):
 
 def test_specs_follow_the_profile():
     quick = load_profile("quick")
-    variants = pp.qat_variants(quick, "lenet5")
+    variants = pp.specs.qat_variants(quick, "lenet5")
     assert variants[0] == (None, None) and (4, None) in variants and (8, 512.0) in variants
     assert len(variants) == 1 + len(quick.bits) * (1 + len(quick.scales("lenet5")))
-    specs = pp.clean_specs(quick, "resnet18", [(None, None)])
+    specs = pp.specs.clean_specs(quick, "resnet18", [(None, None)])
     assert (
         len(specs) == quick.for_arch("resnet18").seeds and specs[0].epochs == quick.per_arch["resnet18"]["epochs"]
     )
-    noisy = pp.noisy_specs(quick, "vgg11", [(None, None), (8, 1.0)], seeds=1)
+    noisy = pp.specs.noisy_specs(quick, "vgg11", [(None, None), (8, 1.0)], seeds=1)
     assert len(noisy) == 2 * quick.noisy_n_sigmas
     assert all(s.sigmas == (s.sigma_train,) and s.sigma_ramp_epochs >= 1 for s in noisy)  # matched sigma; VGG ramps
     assert pp.variant_name(None, None) == "fp32" and pp.variant_name(4.0, float("nan")) == "4-bit dynamic"
@@ -325,13 +325,13 @@ def test_paper_tables_and_our_comparison(lenet_sweep):
     assert len(t1) == 24 and t1.query("arch == 'vgg11' and bits == 8 and scale.isna()").sigma_mid.item() == 0.024
     assert paper.table_ii().set_index("arch").loc["resnet18", "sigma_mid_noisy"] == 3.023
     rows = sweep_rows("vgg11", None, None, 0.8, 0.15) + sweep_rows("vgg11", 8, 7.0, 0.7, 0.2)
-    table = pp.compare_table_i(pp.summarize(pd.DataFrame(rows)), "vgg11")
+    table = table1.compare(pp.summarize(pd.DataFrame(rows)), "vgg11")
     assert list(table.variant[:2]) == ["fp32", "8-bit s=7"]  # ours first, then the paper's rows we did not run
     assert table.set_index("variant").loc["8-bit s=7", "paper peak acc. (%)"] == "–"
     assert table.set_index("variant").loc["8-bit s=3", "peak acc. (%)"] == "–"
     assert table.set_index("variant").loc["fp32", "paper sigma_mid (rel. err.)"] == "0.154 (0.5%)"
     assert table.set_index("variant").loc["8-bit s=1", "paper sigma_mid (rel. err.)"] == "0.2 (0.2%)"  # as printed
-    t2 = pp.compare_table_ii(pp.summarize(lenet_sweep), ("lenet5",))
+    t2 = table2.compare(pp.summarize(lenet_sweep), ("lenet5",))
     assert t2.sigma_mid.item() == pytest.approx(0.30, rel=0.05) and t2.sigma_mid_noisy.item() == pytest.approx(
         2.5, rel=0.05
     )
@@ -341,13 +341,13 @@ def test_paper_tables_and_our_comparison(lenet_sweep):
 
 
 def test_tables_print_the_papers_precision():
-    assert experiments._fmt_mid(0.2, 0.012) == "0.200 (1.2%)" and experiments._fmt_mid(2.957, 0.0004) == "2.96 (0.0%)"
-    assert experiments._fmt_mid(12.34, 0.1) == "12.3 (10.0%)" and experiments._fmt_mid(math.nan, math.nan) == "–"
-    assert experiments._fmt_acc(0.87654, 0.0123) == "87.7 ± 1.2" and experiments._fmt_acc(0.5, math.nan) == "50.0"
+    assert tables.fmt_mid(0.2, 0.012) == "0.200 (1.2%)" and tables.fmt_mid(2.957, 0.0004) == "2.96 (0.0%)"
+    assert tables.fmt_mid(12.34, 0.1) == "12.3 (10.0%)" and tables.fmt_mid(math.nan, math.nan) == "–"
+    assert tables.fmt_acc(0.87654, 0.0123) == "87.7 ± 1.2" and tables.fmt_acc(0.5, math.nan) == "50.0"
 
 
 def test_architecture_stats_are_measured():
-    st = pp.architecture_stats(("lenet5",)).iloc[0]
+    st = table2.architecture_stats(("lenet5",)).iloc[0]
     assert st["noisy layers"] == 12 == st["paper noisy layers"]
     assert st["MACs (M)"] == 0.65 and st["params (M)"] == 0.062 and st["paper FLOPs (M)"] == 0.66
 
@@ -366,10 +366,10 @@ def test_figures_carry_their_provenance(lenet_sweep, tmp_path):
     ):
         assert part in caption
     fig, axes = plt.subplots(1, 2)
-    plotting.plot_curves(axes[0], pp.curves(lenet_sweep), fit=True)
-    plotting.plot_peak_vs_midpoint(axes[1], pp.summarize(lenet_sweep))
+    plots.plot_curves(axes[0], lenet_sweep, fit=True)
+    fig2.plot_peak_vs_midpoint(axes[1], pp.summarize(lenet_sweep))
     assert "fp32" in axes[1].get_legend_handles_labels()[1] and not any(
-        "diverged" in t for ax in axes for t in ax.get_legend_handles_labels()[1]
+        "diverged" in t.get_text() for ax in axes for t in ax.get_legend().get_texts()
     )
     paths = session.save(fig, "fig", pp.summarize(lenet_sweep), lenet_sweep)
     assert sorted(p.suffix for p in paths) == [".csv", ".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
@@ -407,18 +407,17 @@ def test_figure_legends_flag_diverged_networks(lenet_sweep):
         ]
     )
     fig, axes = plt.subplots(1, 3)
-    plotting.plot_peak_vs_midpoint(axes[0], pp.summarize(df))
+    fig2.plot_peak_vs_midpoint(axes[0], pp.summarize(df))
     labels = axes[0].get_legend_handles_labels()[1]
     assert "8-bit s=512 (diverged 2/2): collapsed: diverged (NaN loss)" in labels
     assert any(t.startswith("8-bit s=64 (diverged 1/2)") for t in labels)
-    curves = pp.curves(df)
-    plotting.plot_curves(axes[1], curves[curves.bits == 8])
-    assert "8-bit s=64 (diverged 1/2)" in axes[1].get_legend_handles_labels()[1]
-    t2 = pp.compare_table_ii(
+    plots.plot_curves(axes[1], df[df.bits == 8])
+    assert "8-bit s=64 (diverged 1/2)" in [t.get_text() for t in axes[1].get_legend().get_texts()]
+    t2 = table2.compare(
         pp.summarize(pd.DataFrame(sweep_rows("lenet5", None, None, 0.7, 0.3, seeds=3, diverged_seeds=(2,)))),
         ("lenet5",),
     )
-    plotting.plot_midpoints(axes[2], t2)
+    table2.plot_midpoints(axes[2], t2)
     assert t2.diverged.item() == "1 of 3" and "(diverged 1 of 3)" in axes[2].get_xticklabels()[0].get_text()
     plt.close(fig)
 
@@ -452,14 +451,14 @@ def test_the_percent_table_prints_accuracy_in_percent_and_sigma_mid_with_three_d
 
 
 def test_fig2_table_sets_our_rows_beside_the_numbers_the_paper_gives():
-    table = pp.compare_fig2(_hand_summary()).set_index("variant")
+    table = fig2.compare(_hand_summary()).set_index("variant")
     assert table.loc["fp32", ["paper peak acc. (%)", "paper sigma_mid"]].tolist() == ["75.0", "0.286"]
     assert table.loc["8-bit s=8", ["paper peak acc. (%)", "paper sigma_mid"]].tolist() == ["70.0", "> 0.858 (+200%)"]
     assert table.loc["8-bit dynamic", "paper peak acc. (%)"] == "–"
 
 
 def test_what_fig2_shows_names_the_numbers_it_was_given():
-    text = pp.what_fig2_shows(_hand_summary(), load_profile("quick"))
+    text = fig2.what_it_shows(_hand_summary(), load_profile("quick"))
     assert text._repr_markdown_() == str(text)  # a notebook shows it as Markdown
     for part in ("47.5 ± 1.2%", "(paper: 75%)", "0.286 ± 0.0034", "8-bit s=8", "40.0 ± 1.5%", "0.95 ± 0.05",
                  "+232% over fp32", "over 200%", "Profile **quick**", "| finding |",
@@ -471,10 +470,10 @@ def test_what_fig2_shows_names_the_numbers_it_was_given():
 def test_what_fig3_shows_the_gain_of_noisy_training_beside_the_papers(lenet_sweep):
     summary = pp.summarize(lenet_sweep)
     clean, noisy = pp.summary_row(summary, "lenet5", "fp32"), pp.summary_row(summary, "lenet5", "fp32", "noisy")
-    text = pp.what_fig3_shows(summary, load_profile("smoke"))
+    text = fig3.what_it_shows(summary, load_profile("smoke"))
     gain = f"{noisy.sigma_mid / clean.sigma_mid:.2g}x"
     assert gain in text and "9.1x" in text and "0.286 -> 2.59" in text and "smoke test" in text, text
-    table = pp.compare_fig3(summary).set_index(["arch", "variant"])
+    table = fig3.compare(summary).set_index(["arch", "variant"])
     fp32 = table.loc[("lenet5", "fp32")]
     assert fp32["gain"].startswith(gain + " ± ") and fp32["paper gain"] == "9.1x"
     assert table.loc[("lenet5", "8-bit s=8"), "gain"] == "–"  # no noisy-trained 8-bit s=8 in this sweep
@@ -482,12 +481,12 @@ def test_what_fig3_shows_the_gain_of_noisy_training_beside_the_papers(lenet_swee
 
 def test_tables_i_and_ii_as_shown_hold_no_raw_fractions(lenet_sweep):
     summary = pp.summarize(lenet_sweep)
-    shown = pp.compare_table_ii(summary, ("lenet5",), numbers=False)
+    shown = table2.compare(summary, ("lenet5",), numbers=False)
     assert "sigma_mid" not in shown and "peak acc. (%)" in shown and "arch" not in shown
-    assert pp.what_table2_shows(summary, load_profile("quick")).count("LeNet-5 fp32") == 2
+    assert table2.what_it_shows(summary, load_profile("quick")).count("LeNet-5 fp32") == 2
     with pytest.raises(ValueError, match="Table I covers arch 'vgg11' or 'resnet18', got 'lenet5'"):
-        pp.published_table_i("lenet5")
-    assert pp.published_table_i("vgg11").set_index("variant").loc["8-bit dynamic", "paper sigma_mid (rel. err.)"] == (
+        table1.published("lenet5")
+    assert table1.published("vgg11").set_index("variant").loc["8-bit dynamic", "paper sigma_mid (rel. err.)"] == (
         "0.024 (0.1%)")
 
 

@@ -273,7 +273,7 @@ def test_command_line_round_trip_and_one_line_errors(two_machines, tmp_path, cap
 
 
 def test_specs_for_notebook_01_are_the_specs_it_runs():
-    from paperlib.paper import clean_specs, qat_variants
+    from paperlib.paper.specs import clean_specs, qat_variants
     from paperlib.paper.transfer import specs_for
 
     p = load_profile("smoke")
@@ -285,21 +285,22 @@ def test_specs_for_notebook_01_are_the_specs_it_runs():
 
 
 def test_specs_for_mirrors_the_notebooks_sweep_calls():
-    """paper.transfer builds each notebook's specs with the call its sweep cell makes: a changed cell fails here."""
+    """paper.transfer builds each notebook's specs with its figure module's ``specs``, the ones its sweep cell runs
+    (``session.run(<module>)``): a cell that sweeps anything else fails here."""
     calls = {
-        "01_fig2_lenet_qat": 'paper.clean_specs(session.profile, "lenet5", paper.qat_variants(session.profile, '
-                             '"lenet5"), seeds)',
-        "02_tableI": "paper.clean_specs(session.profile, arch, paper.qat_variants(session.profile, arch), seeds)",
-        "03_fig3_noisy_training": "paper.fig3_specs(session.profile, seeds)",
-        "04_tableII": "paper.table_ii_specs(session.profile, seeds)",
-        "05_walking_noise": "paper.beyond.walking_noise(session, seeds)",
-        "06_variance_aware": "paper.beyond.variance_aware_specs(session.profile, arch, train_sigmas, seeds)",
-        "07_noise_kinds": 'paper.beyond.kind_specs(session.profile, "lenet5", seeds=seeds)',
+        "01_fig2_lenet_qat": "df = session.run(paper.fig2)\n",
+        "02_tableI": "df = session.run(paper.table1, arch=arch)\n",
+        "03_fig3_noisy_training": "df = session.run(paper.fig3)\n",
+        "04_tableII": "df = session.run(paper.table2)\n",
+        "05_walking_noise": "candidates = session.run(paper.walking_noise)\n",
+        "06_variance_aware": "df = session.run(paper.variance_aware, arch=arch)\n",
+        "07_noise_kinds": "df = session.run(paper.noise_kinds)\n",
     }
     for stem, call in calls.items():
         nb = json.loads((NOTEBOOKS / f"{stem}.ipynb").read_text())
         code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
         assert call in code, f"notebook {stem} no longer sweeps {call}: update paperlib/paper/transfer.py"
+        assert code.count("session.sweep(") <= (1 if stem == "05_walking_noise" else 0), stem  # 05: its site specs
     nb06 = json.loads((NOTEBOOKS / "06_variance_aware.ipynb").read_text())
     parameters = next(c for c in nb06["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     assert 'arch = "lenet5"' in "".join(parameters["source"])  # the main job passes 06 no arch: paper.transfer's

@@ -1,72 +1,50 @@
-"""The paper layer: the paper's numbers, experiments, findings and figures, and what the notebooks use.
+"""The paper layer: one module per notebook, the pieces they share, and what runs the notebooks.
 
-Import it on its own (``from paperlib import paper``); it brings matplotlib. A notebook needs only this
-package's names (``paper.<name>``):
+Import it on its own (``from paperlib import paper``); it brings matplotlib and seaborn. A notebook needs only this
+package's names (``paper.<name>``). Every figure's module has the same shape: ``specs(profile, seeds, ...)`` (its
+networks; a notebook sweeps them with ``session.run(paper.fig2)``), its tables beside the paper's, ``figure(...)``,
+its checks, ``what_it_shows(...)`` and ``MODULES`` (what its saved figures record, ``session.save(..., by=...)``).
 
-- :mod:`~paperlib.paper.published`: the paper's printed numbers as tables;
-- :mod:`~paperlib.paper.experiments`: the specs of its experiments and its tables beside ours;
-- :mod:`~paperlib.paper.findings`: its findings checked on a run, and what a run shows (``paper.findings`` is
-  the function :func:`~paperlib.paper.findings.findings`);
-- :mod:`~paperlib.runs.summary` (re-exported): curves, fits and summaries of sweep tables;
-- :mod:`~paperlib.paper.beyond`: experiments beyond the paper;
-- :mod:`~paperlib.paper.plotting`: plot functions (each takes an ``ax``) and the notebooks' figures;
-- :mod:`~paperlib.paper.session`: :class:`Session`, a notebook's parameters, sweeps, captions and saved figures;
-- :mod:`~paperlib.paper.notebooks`: the main job (``make figures``).
+- the paper: :mod:`~paperlib.paper.fig2` (notebook 01), :mod:`~paperlib.paper.table1` (02),
+  :mod:`~paperlib.paper.fig3` (03), :mod:`~paperlib.paper.table2` (04);
+- beyond the paper: :mod:`~paperlib.paper.walking_noise` (05), :mod:`~paperlib.paper.variance_aware` (06),
+  :mod:`~paperlib.paper.noise_kinds` (07), :mod:`~paperlib.paper.pcm_device` (08);
+- shared: :mod:`~paperlib.paper.published` (the paper's printed numbers), :mod:`~paperlib.paper.specs` (spec
+  builders), :mod:`~paperlib.paper.rules` (the findings' decision rules), :mod:`~paperlib.paper.prose` (the
+  sentences of "what this run shows"), :mod:`~paperlib.paper.tables` (formatting), :mod:`~paperlib.paper.plots`
+  (the theme, the curves, saved files); :mod:`~paperlib.runs.summary` (re-exported: curves, fits, summaries);
+- running: :class:`~paperlib.paper.session.Session` (a notebook's parameters, sweeps, captions, saved figures),
+  :mod:`~paperlib.paper.notebooks` (the main job), :mod:`~paperlib.paper.transfer`, :mod:`~paperlib.paper.slices`,
+  :mod:`~paperlib.paper.verdicts`, :mod:`~paperlib.paper.zoo`.
 """
 from ..runs.summary import CURVE_KEYS, Variant, curves, fit_curve, label, summarize, summary_row, variant_name
-from . import beyond, experiments, pcm_device, plotting, published
-from .experiments import (
-    Markdown,
-    architecture_stats,
-    clean_specs,
-    compare_fig2,
-    compare_fig3,
-    compare_table_i,
-    compare_table_ii,
-    fig3_specs,
-    noise_module_counts,
-    noisy_specs,
-    noisy_variants,
-    percent_table,
-    published_table_i,
-    qat_variants,
-    table_ii_specs,
-    with_architecture_stats,
-)
-from .findings import (
-    Finding,
-    budget,
-    findings_report,
-    what_fig2_shows,
-    what_fig3_shows,
-    what_table1_shows,
-    what_table2_shows,
-)
-from .findings import findings as _findings
-from .plotting import (
+from . import (
     fig2,
     fig3,
-    plot_curves,
-    plot_layer_sensitivity,
-    plot_midpoints,
-    plot_peak_vs_midpoint,
-    plot_train_infer_map,
-    table1_figure,
-    table2_figure,
+    noise_kinds,
+    pcm_device,
+    plots,
+    prose,
+    published,
+    rules,
+    specs,
+    table1,
+    table2,
+    tables,
+    variance_aware,
+    walking_noise,
 )
+from .rules import findings, findings_report
 from .session import Session
+from .tables import Markdown, noise_module_counts, percent_table
 
-#: The function :func:`paperlib.paper.findings.findings` (the name shadows its module, which stays importable as
-#: ``paperlib.paper.findings`` through ``sys.modules``).
-findings = _findings
+#: The figures' modules, by the notebook that shows each (the main job's names).
+FIGURES = {"01": fig2, "02": table1, "03": fig3, "04": table2, "05": walking_noise, "06": variance_aware,
+           "07": noise_kinds, "08": pcm_device}
 
 __all__ = [
-    "CURVE_KEYS", "Finding", "Markdown", "Session", "Variant", "architecture_stats", "beyond", "budget",
-    "clean_specs", "compare_fig2", "compare_fig3", "compare_table_i", "compare_table_ii", "curves", "experiments",
-    "fig2", "fig3", "fig3_specs", "findings", "findings_report", "fit_curve", "label", "noise_module_counts",
-    "noisy_specs", "noisy_variants", "pcm_device", "percent_table", "plot_curves", "plot_layer_sensitivity",
-    "plot_midpoints",
-    "plot_peak_vs_midpoint", "plot_train_infer_map", "plotting", "published", "published_table_i", "qat_variants",
-    "summarize", "summary_row", "table1_figure", "table2_figure", "table_ii_specs", "variant_name", "what_fig2_shows",
-    "what_fig3_shows", "what_table1_shows", "what_table2_shows", "with_architecture_stats",
+    "CURVE_KEYS", "FIGURES", "Markdown", "Session", "Variant", "curves", "fig2", "fig3", "findings", "findings_report",
+    "fit_curve", "label", "noise_kinds", "noise_module_counts", "pcm_device", "percent_table", "plots", "prose",
+    "published", "rules", "specs", "summarize", "summary_row", "table1", "table2", "tables", "variance_aware",
+    "variant_name", "walking_noise",
 ]

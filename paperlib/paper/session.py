@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import guards
 from ..device import resolve_device
 from ..models import ARCH_NAMES
 from ..runs import progress
@@ -26,7 +27,7 @@ from ..runs.profile import Profile, load_profile
 from ..runs.provenance import git_revision
 from ..runs.summary import label
 from ..runs.sweep import dask_executor, run_sweep
-from .plotting import save_table, savefig
+from .plots import save_table, savefig
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -96,6 +97,8 @@ class Session:
     else a Dask scheduler address"""
     allow_failures: bool = False
     """False: a sweep with failed runs raises; True: it warns, leaves them out and the captions count them"""
+    seeds: int = 0
+    """networks per variant in every figure's specs (:meth:`run`); 0 = the profile's number"""
 
     @classmethod
     def from_parameters(
@@ -107,6 +110,7 @@ class Session:
         figures_dir: str = "",
         executor: str = "",
         allow_failures: bool = False,
+        seeds: int = 0,
     ) -> Session:
         """Resolve a notebook's ``parameters`` cell; empty strings mean the defaults.
 
@@ -115,12 +119,13 @@ class Session:
         else ``<repo>/results``; figures ``$PAPERLIB_FIGURES``, else
         ``<repo>/figures/<profile name>`` (one folder per profile, so a smoke run
         never overwrites the quick figures; ``<repo>`` is found from the working directory).
-        ``allow_failures``: see :meth:`sweep`. Prints :meth:`describe`'s line.
+        ``allow_failures``: see :meth:`sweep`; ``seeds``: see :meth:`run`. Prints :meth:`describe`'s line.
         """
         root = project_root()
         env = os.environ.get
         if not isinstance(allow_failures, bool):
             raise ValueError(f"allow_failures must be True or False, got {allow_failures!r}")
+        guards.seeds(seeds)
         resolved = load_profile(profile or env("PAPERLIB_PROFILE") or "quick")
         resolve_device(device)  # a device this machine lacks is an error now, before any data is loaded
         session = cls(
@@ -131,6 +136,7 @@ class Session:
             figures_dir=Path(figures_dir or env("PAPERLIB_FIGURES") or root / "figures" / resolved.name),
             executor=executor,
             allow_failures=allow_failures,
+            seeds=seeds,
         )
         print(session.describe())
         return session
@@ -201,6 +207,14 @@ class Session:
             warnings.warn(f"{what}; they are left out (allow_failures = True)", stacklevel=2)
         return df
 
+    def run(self, figure, **params) -> pd.DataFrame:
+        """Sweep the specs of a figure's module (``paper.fig2``, ``paper.table1``, ...): its
+        ``specs(profile, seeds, **params)`` at this session's profile and :attr:`seeds`, through :meth:`sweep`.
+
+        ``params``: what the figure takes beside them, e.g. ``arch="resnet18"`` for Table I.
+        """
+        return self.sweep(figure.specs(self.profile, self.seeds, **params))
+
     def check(self, df: pd.DataFrame, by: tuple[str, ...] = ("arch", "variant", "regime")) -> None:
         """Print, per curve of the sweep table ``df``, its accuracy at the smallest and the largest sigma, coarse
         enough to read the same on every machine (10 points; "chance" up to 30%): the line nbval checks.
@@ -262,19 +276,29 @@ class Session:
         codes = [str(c) for c in results["code"].dropna().unique()] if "code" in results else []
         return fingerprint_line(codes, modules)
 
-    def save_table(self, table: pd.DataFrame, name: str, results: pd.DataFrame, modules: tuple[str, ...] = (),
-                   note: str = "") -> Path:
+    def save_table(self, table: pd.DataFrame, name: str, results: pd.DataFrame, by=None,
+                   modules: tuple[str, ...] = (), note: str = "") -> Path:
         """Write ``figures/<name>.csv`` with the provenance caption of ``results`` (and ``note``) as its first
-        (comment) line and the fingerprint of the code that made its numbers (with ``modules``) as its second."""
+        (comment) line and the fingerprint of the code that made its numbers as its second: the core modules, those
+        of ``by`` (the figure's module, e.g. ``paper.fig2``: its ``MODULES``) and ``modules``."""
         return save_table(table, self.figures_dir / f"{name}.csv", self.caption(results, note),
-                          (self.fingerprint_line(results, modules),))
+                          (self.fingerprint_line(results, _own(by, modules)),))
 
-    def save(self, fig, name: str, table: pd.DataFrame, results: pd.DataFrame | None = None,
+    def save(self, fig, name: str, table: pd.DataFrame, results: pd.DataFrame | None = None, by=None,
              modules: tuple[str, ...] = (), note: str = "") -> list[Path]:
         """Write ``figures/<name>.png``, ``.pdf`` and ``.csv`` (``table``) with the caption of ``results``
-        (default: ``table``; ``note`` added, see :meth:`caption`) and the fingerprint line (with ``modules``, the
-        figure's own further modules); prints the caption (the executed notebook records it)."""
+        (default: ``table``; ``note`` added, see :meth:`caption`) and the fingerprint line (the core modules, those
+        of ``by``, the figure's module, and ``modules``); prints the caption (the executed notebook records it)."""
         results = table if results is None else results
         caption = self.caption(results, note)
         print(f"{name}: {caption}")
-        return savefig(fig, name, caption, table, self.figures_dir, (self.fingerprint_line(results, modules),))
+        return savefig(fig, name, caption, table, self.figures_dir,
+                       (self.fingerprint_line(results, _own(by, modules)),))
+
+
+def _own(by, modules: tuple[str, ...]) -> tuple[str, ...]:
+    """The modules a figure records beyond the core: its module's ``MODULES`` (``by``: e.g. ``paper.fig2``) and
+    ``modules``; a ``by`` without ``MODULES`` is an error (it would record less than made the figure)."""
+    if by is not None and not isinstance(getattr(by, "MODULES", None), tuple):
+        raise ValueError(f"by must be a figure's module with MODULES (e.g. paper.fig2), got {by!r}")
+    return tuple(modules) + (by.MODULES if by is not None else ())

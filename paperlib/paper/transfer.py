@@ -11,8 +11,10 @@ entries into one archive with :func:`paperlib.runs.transfer.export_entries`, and
 Notebooks are named as the main job names them (:data:`paperlib.paper.notebooks.JOBS`: ``01``, ``02-vgg11``,
 ``02-resnet18``, ``03`` ... ``07``); none named means all of them. A Table I job of an architecture outside the
 profile's ``archs`` runs nothing (the main job skips it), so it exports nothing. Notebook 05 (walking noise)
-loads networks of the sweeps it runs first: the QAT networks of 01/02 and the fp32 noisy-trained networks of 03;
-export it with ``--weights`` so the laptop need not retrain them. The results folder defaults to the notebooks'
+evaluates networks of the sweeps it runs first (the QAT networks of 01/02 and the fp32 noisy-trained networks of
+03), and its noise-site curves are cached in those networks' entries: exported with them, a laptop renders it
+without evaluating anything; export it with ``--weights`` when the laptop should evaluate new points. The
+results folder defaults to the notebooks'
 (``$PAPERLIB_RESULTS``, else ``<repo>/results``).
 """
 from __future__ import annotations
@@ -25,8 +27,7 @@ from collections.abc import Iterable
 from ..runs.profile import Profile, load_profile
 from ..runs.spec import RunSpec
 from ..runs.transfer import ExportReport, add_import_arguments, export_entries, import_entries
-from .beyond import kind_specs, variance_aware_sigmas, variance_aware_specs
-from .experiments import clean_specs, fig3_specs, noisy_specs, qat_variants, table_ii_specs
+from . import fig2, fig3, noise_kinds, table1, table2, variance_aware, walking_noise
 from .notebooks import JOBS
 from .session import project_root
 
@@ -37,28 +38,25 @@ DEFAULT_ARCH = "lenet5"
 
 
 def _notebook_specs(profile: Profile, name: str) -> list[RunSpec]:
-    """The specs notebook job ``name`` sweeps at ``profile``: the builder calls of its cells, with ``seeds=0``."""
+    """The specs notebook job ``name`` sweeps at ``profile``: its figure module's ``specs`` with ``seeds=0``."""
     job = next(j for j in JOBS if j.name == name)
     arch = job.parameters.get("arch")
     if arch is not None and arch not in profile.archs:  # the main job skips it (notebooks.skip_reason)
         return []
     if name == "01":
-        return clean_specs(profile, "lenet5", qat_variants(profile, "lenet5"), 0)
+        return fig2.specs(profile)
     if name.startswith("02-"):
-        return clean_specs(profile, arch, qat_variants(profile, arch), 0)
+        return table1.specs(profile, arch=arch)
     if name == "03":
-        return fig3_specs(profile, 0)
+        return fig3.specs(profile)
     if name == "04":
-        return table_ii_specs(profile, 0)
-    if name == "05":  # beyond.walking_noise: the sweeps that pick its networks, per architecture of the profile
-        return [s for a in profile.archs
-                for s in clean_specs(profile, a, qat_variants(profile, a), 0)
-                + noisy_specs(profile, a, [(None, None)], 0)]
+        return table2.specs(profile)
+    if name == "05":  # the sweeps that pick its networks; the noise-site curves live in the same entries
+        return walking_noise.specs(profile)
     if name == "06":
-        arch = arch or DEFAULT_ARCH
-        return variance_aware_specs(profile, arch, variance_aware_sigmas(profile), 0)
+        return variance_aware.specs(profile, arch=arch or DEFAULT_ARCH)
     if name == "07":
-        return kind_specs(profile, "lenet5", seeds=0)
+        return noise_kinds.specs(profile)
     if name == "08":  # trains and caches nothing: it runs the zoo's networks (paperlib.zoo)
         return []
     raise AssertionError(f"no specs known for notebook {name}")  # NOTEBOOKS and this function disagree

@@ -2,9 +2,11 @@
 
 Every CSV that a notebook writes (``Session.save`` / ``Session.save_table``)
 carries, after its caption line, a line ``# fingerprint: {...}``: the
-fingerprint (:mod:`paperlib.runs.fingerprint`) of the modules that determine its
-numbers — those that trained and evaluated the networks and those that
-summarized them — and the code hashes of the cached results it shows. This
+fingerprint (:mod:`paperlib.runs.fingerprint`) of the modules that determine it
+— those that trained and evaluated the networks, those that summarize any
+sweep (:data:`CORE_MODULES`), and the figure's own modules (the paper-layer
+module that made it and those it draws on) — and the code hashes of the cached
+results it shows. This
 check recomputes the fingerprint of the checkout and fails, naming the figure
 and the modules whose code changed, when a figure was made by other code; a
 PNG or PDF without its CSV fails too. An executed notebook beside the figures
@@ -25,26 +27,28 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .fingerprint import RESULT_MODULES, changed_modules, code_fingerprint, compute_fingerprint
 
-#: Modules that turn cached results into a figure's numbers (fits, summaries, tables), beside RESULT_MODULES;
-#: paths below ``paperlib/`` without ``.py``.
-ANALYSIS_MODULES: tuple[str, ...] = ("midpoint", "walking", "runs/summary", "paper/experiments", "paper/findings",
-                                     "paper/beyond", "paper/published")
-#: Everything a figure's numbers depend on.
-FIGURE_MODULES: tuple[str, ...] = RESULT_MODULES + ANALYSIS_MODULES
-#: The comment line that carries the fingerprint in a figure's CSV.
-PREFIX = "# fingerprint: "
+#: Modules every figure's numbers depend on: those that trained and evaluated the networks (RESULT_MODULES) and
+#: those that summarize any sweep (fits, per-curve summaries, the paper's printed numbers); paths below ``paperlib/``
+#: without ``.py``. A figure records these and its own further modules (the paper-layer module that made it and
+#: those it draws on, e.g. ``paperlib.paper.fig2.MODULES``), so a change to one figure's module stales that figure
+#: only.
+CORE_MODULES: tuple[str, ...] = RESULT_MODULES + ("midpoint", "runs/summary", "paper/published")
 
 
 def figure_fingerprint(results_codes: list[str], modules: tuple[str, ...] = ()) -> dict:
-    """The fingerprint a figure records: this process's :data:`FIGURE_MODULES`, the figure's own further
-    ``modules`` (e.g. ``("pcm", "zoo/__init__")`` for a figure of the PCM device model), and the code hashes of
-    its results. :func:`check_file` checks every module a figure recorded."""
+    """The fingerprint a figure records: :data:`CORE_MODULES`, the figure's own further ``modules`` (e.g.
+    ``("paper/fig2", "paper/plots", ...)``, or ``("pcm", "zoo/__init__")`` for a figure of the PCM device model),
+    and the code hashes of its results. :func:`check_file` checks every module a figure recorded."""
     fp = compute_fingerprint(_modules(modules))
     return {"modules": fp["modules"], "packages": fp["packages"], "results_code": sorted(set(results_codes))}
 
 
 def _modules(extra) -> tuple[str, ...]:
-    return FIGURE_MODULES + tuple(m for m in sorted(set(extra)) if m not in FIGURE_MODULES)
+    return CORE_MODULES + tuple(m for m in sorted(set(extra)) if m not in CORE_MODULES)
+
+
+#: The comment line that carries the fingerprint in a figure's CSV.
+PREFIX = "# fingerprint: "
 
 
 def fingerprint_line(results_codes: list[str], modules: tuple[str, ...] = ()) -> str:
@@ -64,7 +68,9 @@ def read_fingerprint(csv: Path) -> dict | None:
 
 
 def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
-    """Problems of one figure CSV against the checkout's fingerprint ``current`` (empty: current)."""
+    """Problems of one figure CSV against this checkout (empty: current): a module it recorded whose code differs
+    (or that no longer exists), a core module it did not record, a package of another version, results of other
+    code. ``current``: a cache of this checkout's fingerprints by recorded module set (filled here)."""
     try:
         saved = read_fingerprint(csv)
     except (OSError, ValueError) as exc:
@@ -72,11 +78,11 @@ def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
     if saved is None:
         return [f"{csv}: records no code fingerprint (made before fingerprints existed); regenerate it"]
     problems = []
-    extra = set(saved.get("modules", {})) - set(current["modules"])  # the figure's own modules (figure_fingerprint)
-    if extra:
-        fp = compute_fingerprint(_modules(extra))
-        current = {"modules": fp["modules"], "packages": fp["packages"]}
-    changed = changed_modules(saved, current)
+    recorded = tuple(sorted(saved.get("modules", {})))
+    if recorded not in current:  # the modules this figure recorded (and the core), hashed in this checkout
+        fp = compute_fingerprint(_modules(recorded))
+        current[recorded] = {"modules": fp["modules"], "packages": fp["packages"]}
+    changed = changed_modules(saved, current[recorded])
     if changed:
         problems.append(f"{csv}: made by code whose {', '.join(changed)} differ(s) from this checkout's; regenerate it")
     stale = [c for c in saved.get("results_code", []) if c != results_code]
@@ -136,8 +142,7 @@ def check(folder: str | Path) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         return [f"{folder} is not a folder of figures"]
-    fp = compute_fingerprint(FIGURE_MODULES)
-    current = {"modules": fp["modules"], "packages": fp["packages"]}
+    current: dict = {}
     results_code = code_fingerprint()["code"]
     problems = []
     csvs = sorted(folder.rglob("*.csv"))

@@ -1,0 +1,106 @@
+"""The paper layer by figure: one module per notebook, one shape, each figure recording every module it is made of,
+no module over about 400 lines (issue: the paper layer sorted by figure, not by kind)."""
+import ast
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from paperlib.paper import FIGURES
+from paperlib.runs.check_figures import CORE_MODULES
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "paperlib" / "paper"
+#: Toolbox and engine modules a figure may import without recording them: they choose what runs (specs, profiles,
+#: the cache) or where (devices), never how a number is computed from the results; or they are core already.
+NOT_NUMBERS = {"runs/experiment", "runs/profile", "runs/spec", "runs/progress", "runs/__init__", "device", "guards",
+               "atomic", "paper/session", "paper/__init__"}
+
+
+def _imports(name: str) -> set[str]:
+    """The ``paperlib`` modules ``paperlib/<name>.py`` imports, as paths below ``paperlib/`` (``paper/plots``)."""
+    path = ROOT / "paperlib" / f"{name}.py"
+    package = Path(name).parent.parts
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(package[: len(package) - (node.level - 1)] if node.level > 1 else package)
+            parts = base + (node.module.split(".") if node.module else [])
+            if node.module:
+                out.add("/".join(parts))
+            else:
+                out |= {"/".join(parts + [a.name]) for a in node.names}
+    resolved = set()
+    for m in out:
+        if (ROOT / "paperlib" / f"{m}.py").is_file():
+            resolved.add(m)
+        elif (ROOT / "paperlib" / m / "__init__.py").is_file():
+            resolved.add(f"{m}/__init__")
+    return resolved
+
+
+def _closure(name: str) -> set[str]:
+    """``name`` and every module it imports, transitively within the paper layer."""
+    seen, todo = set(), [name]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        todo += [i for i in _imports(m) if i.startswith("paper/") and i not in NOT_NUMBERS]
+    return seen | {i for m in seen for i in _imports(m)}
+
+
+@pytest.mark.parametrize("notebook", sorted(FIGURES))
+def test_each_figure_records_every_module_it_is_made_of(notebook):
+    module = FIGURES[notebook]
+    name = module.__name__.removeprefix("paperlib.").replace(".", "/")
+    needed = _closure(name) - NOT_NUMBERS - set(CORE_MODULES)
+    assert name in module.MODULES
+    missing = sorted(needed - set(module.MODULES))
+    assert not missing, f"{name}.MODULES lacks {missing}: a change there would not stale its figures"
+
+
+def test_the_module_check_can_fail():
+    """A figure module that imports a module it does not record fails the check above."""
+    assert "paper/rules" in _closure("paper/noise_kinds")  # through paper/prose: found missing once
+    assert "paper/walking_noise" not in _closure("paper/fig2")
+    assert "walking" in _closure("paper/walking_noise") and "model_size" in _closure("paper/table2")
+
+
+@pytest.mark.parametrize("notebook", [n for n in sorted(FIGURES) if n != "08"])
+def test_every_figure_module_has_one_shape(notebook):
+    """specs(profile, seeds, ...) -> the networks (``session.run`` sweeps them), figure(...), what_it_shows(...)."""
+    import inspect
+
+    module = FIGURES[notebook]
+    for fn in ("specs", "figure", "what_it_shows"):
+        assert callable(getattr(module, fn, None)), f"{module.__name__} has no {fn}"
+    params = list(inspect.signature(module.specs).parameters)
+    assert params[:2] == ["profile", "seeds"], f"{module.__name__}.specs{params}"
+
+
+def test_no_paper_layer_module_is_over_about_400_lines():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in PAPER.glob("*.py")}
+    assert max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_every_notebook_runs_its_figure_module_and_records_it():
+    """Each notebook sweeps through ``session.run(paper.<module>)`` and saves with ``by=paper.<module>``; seeds go
+    to the session, never to a builder."""
+    for notebook, module in FIGURES.items():
+        path = next((ROOT / "notebooks").glob(f"{notebook}_*.ipynb"))
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                         if c["cell_type"] == "code")
+        short = module.__name__.removeprefix("paperlib.")
+        if notebook != "08":
+            assert f"session.run({short}" in code, path.name
+            assert "seeds)" in code.split("from_parameters(", 1)[1].split("\n\n")[0] or "seeds)\n" in code, path.name
+        saves = code.count("session.save")
+        assert saves and code.count(f"by={short}") == saves, f"{path.name}: a save without by={short}"
+
+
+def test_the_figure_modules_import():
+    for module in FIGURES.values():
+        importlib.reload(module)
