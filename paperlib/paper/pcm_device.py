@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.figure import Figure
 
 from .. import zoo
@@ -26,6 +26,7 @@ from ..pcm import pcm_sweep
 from ..runs import progress
 from ..runs.spec import SUBSET_SEED
 from ..runs.summary import variant_name
+from .plots import legend, new_figure, themed
 from .session import Session
 
 #: Times after programming (s): 1 s, 1 min, 1 h, 1 day, 30 days, 1 year.
@@ -36,7 +37,7 @@ TIME_LABELS = {1.0: "1 s", 60.0: "1 min", 3600.0: "1 h", 86400.0: "1 day", 30 * 
 NOISE_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 SCALE_TIME = 86400.0
 #: The figure's own code beyond the usual figure modules (check-figures checks them too).
-MODULES = ("pcm", "zoo/__init__", "paper/pcm_device")
+MODULES = ("pcm", "zoo/__init__", "paper/pcm_device", "paper/plots")
 ARCH = "lenet5"
 
 
@@ -225,39 +226,34 @@ def ranking(df: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+@themed
 def figure(df: pd.DataFrame) -> Figure:
-    """(a) accuracy against time after programming, compensated (solid) and not (dashed); (b) accuracy at one day
-    against the device-noise scale (compensated). Mean over networks and device draws, band: their spread."""
-    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    """(a) accuracy (%) against time after programming, compensated (solid) and not (dashed); (b) accuracy at one
+    day against the device-noise scale (compensated). Drawn by seaborn: the mean over networks and device draws,
+    band: their spread."""
+    fig = new_figure((11, 4.4), layout="constrained")
+    ax_t, ax_s = fig.subplots(1, 2)
     methods = list(dict.fromkeys(df.method))
-    colors = dict(zip(methods, plt.get_cmap("tab10").colors))
-    t = df[df.panel == "time"]
-    for m in methods:
-        for comp, style in ((True, "-"), (False, "--")):
-            g = t[(t.method == m) & (t.compensation == comp)].groupby("t_inference").accuracy
-            mean, sd = g.mean(), g.std().fillna(0)
-            ax_t.plot(mean.index, mean, style, color=colors[m], marker="o", ms=3,
-                      label=m if comp else None)
-            if comp:
-                ax_t.fill_between(mean.index, mean - sd, mean + sd, color=colors[m], alpha=0.12, lw=0)
+    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    rows = df.assign(**{"accuracy (%)": 100 * df.accuracy,
+                        "drift compensation": df.compensation.map({True: "compensated", False: "uncompensated"})})
     ax_t.set_xscale("log")
+    sns.lineplot(data=rows[rows.panel == "time"], x="t_inference", y="accuracy (%)", hue="method", hue_order=methods,
+                 palette=palette, style="drift compensation", style_order=["compensated", "uncompensated"],
+                 errorbar="sd", marker="o", markersize=4, markeredgewidth=0, ax=ax_t)
     ax_t.set_xticks(list(TIME_LABELS), list(TIME_LABELS.values()))
     ax_t.minorticks_off()
     ax_t.set_xlabel("time after programming")
-    ax_t.set_ylabel("test accuracy")
-    ax_t.set_title("(a) drift: compensated (solid), uncompensated (dashed)", fontsize=9)
-    ax_t.legend(fontsize=7, loc="lower left")
-    s = df[df.panel == "scale"]
-    for m in methods:
-        g = s[s.method == m].groupby("noise_scale").accuracy
-        mean, sd = g.mean(), g.std().fillna(0)
-        ax_s.plot(mean.index, mean, "-o", ms=3, color=colors[m])
-        ax_s.fill_between(mean.index, mean - sd, mean + sd, color=colors[m], alpha=0.12, lw=0)
+    ax_t.set_title("(a) drift: compensated (solid), uncompensated (dashed)")
+    legend(ax_t, fontsize="x-small", loc="lower left")
+    sns.lineplot(data=rows[rows.panel == "scale"], x="noise_scale", y="accuracy (%)", hue="method",
+                 hue_order=methods, palette=palette, errorbar="sd", marker="o", markersize=4, markeredgewidth=0,
+                 ax=ax_s, legend=False)
     ax_s.set_xlabel("scale on the PCM noise (programming, read, drift)")
-    ax_s.set_title(f"(b) at {TIME_LABELS[SCALE_TIME]}, compensated", fontsize=9)
+    ax_s.set_title(f"(b) at {TIME_LABELS[SCALE_TIME]}, compensated")
     for ax in (ax_t, ax_s):
-        ax.axhline(0.1, color="0.6", lw=0.8, ls=":")
-        ax.grid(alpha=0.3)
+        ax.axhline(10, color="0.6", lw=0.8, ls=":")
+        ax.set_ylim(0, 100)
     return fig
 
 

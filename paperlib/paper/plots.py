@@ -132,6 +132,7 @@ def plot_curves(ax: plt.Axes, df: pd.DataFrame, *, fit: bool = False, title: str
             if m.ok:
                 xs = np.logspace(math.log10(g.sigma.min()), math.log10(g.sigma.max()), 200)
                 ax.plot(xs, 100 * m.curve(xs), color=color, ls=":", lw=0.8)
+    log_ticks(ax.xaxis)
     ax.set_xlabel(r"noise level $\sigma$ (absolute)")
     ax.set_ylabel("test accuracy (%)")
     ax.axhline(10, color="0.6", lw=0.8, ls=":")

@@ -121,8 +121,8 @@ def plot_train_infer_map(ax: plt.Axes, grid: pd.DataFrame, *, diverging: bool = 
     map of ``grid`` (columns ``sigma_train``, ``sigma``, ``acc_mean``: one method of :func:`train_infer_map`, or
     :func:`method_gain`); ``diverging`` centres a red-blue map on 0 (differences)."""
     wide = grid.pivot_table(index="sigma_train", columns="sigma", values="acc_mean").sort_index(ascending=False) * 100
-    wide.index = [f"{v:.2g}" for v in wide.index]
-    wide.columns = [f"{v:.2g}" for v in wide.columns]
+    wide.index = [f"{v:.3g}" for v in wide.index]
+    wide.columns = [f"{v:.3g}" for v in wide.columns]
     if diverging:
         lim = max(1.0, float(np.nanmax(np.abs(wide.to_numpy()))) if wide.size else 1.0)
         style = {"cmap": "RdBu", "center": 0.0, "vmin": -lim, "vmax": lim}

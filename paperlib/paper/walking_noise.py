@@ -27,7 +27,7 @@ from ..runs.experiment import RunSpec
 from ..runs.profile import Profile
 from ..runs.summary import summarize, variant_name
 from ..walking import fit_layer_curves, noise_site_table
-from .plots import legend, new_figure, themed
+from .plots import legend, log_ticks, new_figure, themed
 from .prose import SMOKE_NOTE, caveat
 from .specs import clean_specs, noisy_specs, qat_variants
 from .tables import Markdown, sig
@@ -230,11 +230,13 @@ def plot_layer_sensitivity(ax: plt.Axes, fits: pd.DataFrame, *, title: str | Non
     fitted = fits[fits.fit_ok]
     sns.lineplot(data=fitted, x="index", y="sigma_mid", hue="model", hue_order=models, palette=palette,
                  marker="o", markersize=4, markeredgewidth=0, errorbar=None, ax=ax, legend="brief")
-    ax.errorbar(fitted["index"], fitted.sigma_mid, yerr=fitted.sigma_mid_err, ls="none", capsize=2, lw=0.8,
-                ecolor=[palette[m] for m in fitted.model])
+    for model, g in fitted.groupby("model", sort=False):  # the fits' standard errors, in each line's colour
+        ax.errorbar(g["index"], g.sigma_mid, yerr=g.sigma_mid_err, ls="none", capsize=2, lw=0.8, color=palette[model])
     top = np.nanmax(fits.sigma_mid) * 3 if fits.sigma_mid.notna().any() else 1.0
     beyond = fits[~fits.fit_ok & fits.reason.str.contains("never falls", na=False)]
     ax.scatter(beyond["index"], np.full(len(beyond), top), marker="^", color=[palette[m] for m in beyond.model])
+    if (fits.sigma_mid > 0).any():
+        log_ticks(ax.yaxis)
     ax.set_xticks(first["index"], first["follows"], rotation=90, fontsize="x-small")
     ax.set_xlabel("noise module (what it follows), input to output; shaded: downsampling shortcut; ^: beyond the grid")
     ax.set_ylabel(r"$\sigma_{mid}$ of this module alone")

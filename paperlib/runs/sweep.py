@@ -110,7 +110,7 @@ class _Pace:
             self.cached += 1
             how = "from the cache"
         evaluated = first.pop(_EVALUATED, 0)
-        if evaluated and not first.get("diverged"):
+        if evaluated and not first.get("trained") and not first.get("diverged"):  # a trained network evaluates
             how += f", {evaluated} noise point(s) evaluated"
         self.worked += bool(first.get("trained") or evaluated)
         left = self.total - self.count
