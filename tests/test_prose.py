@@ -81,6 +81,11 @@ def test_a_quote_of_what_a_run_shows_follows_its_notebook(tmp_path):
     nb["cells"][0]["outputs"][0]["text"][0] = "first 13.0%\n"
     path.write_text(json.dumps(nb))
     assert stale_blocks(doc, tmp_path) == ["figures/x/notebooks/08.ipynb"]
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "execute_result", "data": {
+        "text/plain": ["<Markdown>"], "text/markdown": ["**LeNet-5**\n", "- fp32: median 0.5.\n"]}}]}]}
+    path.write_text(json.dumps(nb))  # a returned Markdown (notebooks 05-07) is quoted line by line
+    doc.write_text(render(doc.read_text(), tmp_path))
+    assert "> **LeNet-5**\n> - fp32: median 0.5.\n<!-- /shows -->" in doc.read_text()
 
 
 def test_the_verdicts_are_read_from_every_committed_notebook_with_findings():

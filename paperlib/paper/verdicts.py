@@ -12,9 +12,10 @@ not restate them by hand: a block between the markers
 is generated from the executed notebooks under that folder (``*/notebooks/*.ipynb``
 or ``*.ipynb``), and so is a one-line summary per architecture between
 ``<!-- verdict-summary: figures/quick lenet5 -->`` and ``<!-- /verdict-summary -->``
-(:func:`summary_line`, for the README), and the printed "what this run shows" of one executed notebook, as a
-quote, between ``<!-- shows: figures/quick/notebooks/08_pcm_device.ipynb -->`` and ``<!-- /shows -->``
-(:func:`shows_quote`); ``tests/test_prose.py`` fails when a block is not what the committed notebooks say.
+(:func:`summary_line`, for the README), and the "what this run shows" of one executed notebook (printed or
+returned as Markdown), as a quote, between ``<!-- shows: figures/quick/notebooks/08_pcm_device.ipynb -->``
+and ``<!-- /shows -->`` (:func:`shows_quote`); ``tests/test_prose.py`` fails when a block is not what the
+committed notebooks say.
 Command line::
 
     python -m paperlib.paper.verdicts README.md docs/results.md            # rewrite the blocks
@@ -125,15 +126,18 @@ def summary_line(folder: str | Path, arch: str) -> str:
 
 
 def shows_quote(path: str | Path) -> str:
-    """The text printed by the last code cell of the executed notebook ``path`` (its "what this run shows"), as a
-    markdown quote, one line per printed line."""
+    """What the last code cell of the executed notebook ``path`` shows (its "what this run shows"): the text it
+    printed, one paragraph per line, or the Markdown it returned, line by line; as a markdown quote."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
-    printed = "".join("".join(o.get("text", "")) for o in (code[-1].get("outputs", []) if code else [])
-                      if o.get("name") == "stdout")
-    if not printed.strip():
-        raise ValueError(f"{path}: its last code cell printed nothing; render the notebook first")
-    return "".join(f"> {line}\n>\n" for line in printed.strip().splitlines()).removesuffix(">\n")
+    outputs = code[-1].get("outputs", []) if code else []
+    printed = "".join("".join(o.get("text", "")) for o in outputs if o.get("name") == "stdout")
+    if printed.strip():
+        return "".join(f"> {line}\n>\n" for line in printed.strip().splitlines()).removesuffix(">\n")
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    if not shown.strip():
+        raise ValueError(f"{path}: its last code cell shows nothing; render the notebook first")
+    return "".join(f"> {line}".rstrip() + "\n" for line in shown.strip().splitlines())
 
 
 def render(text: str, root: str | Path = ".") -> str:

@@ -9,6 +9,12 @@ not at all; then the (sigma, repeat) points the cache does not hold yet are
 evaluated and added to its curve file. Adding sigma points or repeats
 evaluates the cached weights and never retrains.
 
+Walking noise (docs/protocol.md §9): a spec with ``noise_site=k`` is evaluated
+with noise at the one noise site ``k`` (``paperlib.noise_sites``) only, and one
+with ``eval_test_subset=n`` on ``n`` test images of the full data set; both
+are evaluation settings (the spec's eval key names their curve file, the
+trained network is the one of the same spec without them).
+
 Diverged runs (docs/protocol.md §11): a network whose training loss became
 NaN/inf is scored as its NaN logits score in the authors' loop, argmax = class
 0, so its accuracy is the fraction of test labels equal to 0 (about 0.1) at
@@ -35,13 +41,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..data import CIFAR10Data, load_cifar10
 from ..device import deterministic_default, reproducible, resolve_device
 from ..evaluate import evaluate_pairs, nan_logit_accuracy, summarize_sweep
 from ..midpoint import MidpointFit, fit_midpoint_calibrated
 from ..models import build_model
+from ..noise import noise_sites
 from ..training import train
 from .cache import (
     DEFAULT_WEIGHTS_LIMIT_MB,
@@ -102,7 +109,8 @@ class RunResult:
     accuracy: float
     """clean (sigma 0) test accuracy after training; a diverged run: the fraction of test labels 0 (§11)"""
     noise_curve: pd.DataFrame
-    """sigma, repeat, accuracy for the spec's grid (a diverged run: its NaN-logit score at every point)"""
+    """sigma, repeat, accuracy for the spec's grid, with noise at ``spec.noise_site`` only when set, on
+    ``spec.eval_test_subset`` test images when set (a diverged run: its NaN-logit score at every point)"""
     midpoint: MidpointFit
     """the calibrated fit (fit_midpoint_calibrated) of the curve over the repeats of ``noise_curve``;
     not ok for a diverged run"""
@@ -118,6 +126,8 @@ class RunResult:
     """the cache record: provenance, code fingerprint, throughput, wall time, weights kept"""
     path: Path | None = None
     """the cache entry's folder"""
+    evaluated: int = 0
+    """noise points (sigma, repeat) this call evaluated; 0: every point came from the cache"""
 
     @property
     def revision(self) -> str | None:
@@ -191,6 +201,37 @@ def _train_in_partial(
 def _nan_logit_accuracy(data: CIFAR10Data) -> float:
     """The accuracy of a diverged network on ``data``'s test set (see :func:`paperlib.evaluate.nan_logit_accuracy`)."""
     return nan_logit_accuracy(data.y_test)
+
+
+@functools.lru_cache(maxsize=32)
+def _site_count(arch: str, bits: int | None, scale: float | None, kind: str) -> int:
+    """How many noise sites of ``kind`` the network of ``arch``, ``bits``, ``scale`` has (built once, on the CPU)."""
+    return len(noise_sites(build_model(arch, bits, scale, seed=0), kind))
+
+
+def check_noise_site(spec: RunSpec, model: nn.Module | None = None) -> None:
+    """One clear error when ``spec.noise_site`` is not a noise site of its network (``model``; None: one built
+    from the spec, so that :func:`run` can say so before any training)."""
+    if spec.noise_site is None:
+        return
+    if model is None:
+        n = _site_count(spec.arch, spec.bits, spec.scale, spec.noise_kind)
+    else:
+        n = len(noise_sites(model, spec.noise_kind))
+    if spec.noise_site >= n:
+        raise ValueError(
+            f"noise_site={spec.noise_site} is not a noise site of {spec.arch}: it has {n} {spec.noise_kind} noise "
+            f"sites (paperlib.noise_sites), so use noise_site=0 to {n - 1}, or None for noise at every site"
+        )
+
+
+def _evaluation_images(spec: RunSpec, data: CIFAR10Data, sub: CIFAR10Data, dev: torch.device) -> tuple[Tensor, Tensor]:
+    """The test images and labels of the noise evaluation, on ``dev``: ``spec.eval_test_subset`` of the full data
+    set ``data`` when set (seed :data:`SUBSET_SEED`), else those of the spec's own subset ``sub``."""
+    if spec.eval_test_subset is None:
+        return sub.x_test, sub.y_test
+    test = data.subset(test=spec.eval_test_subset, seed=SUBSET_SEED)
+    return test.x_test.to(dev), test.y_test.to(dev)
 
 
 def _train_entry(
@@ -330,6 +371,7 @@ def run(
         ResultsNotWritableError: the results folder cannot be written (before any loading or training).
     """
     root = check_writable(results_root(results_dir))
+    check_noise_site(spec)
     reuse_stale = reuse_stale_default(reuse_stale)
     dev = resolve_device(device)
     if data is None:
@@ -349,6 +391,7 @@ def run(
     key, entry = spec.train_key(), root / "runs" / spec.train_key()
     check_subsets(spec, data)
     sub = data.subset(train=spec.train_subset, test=spec.test_subset, seed=SUBSET_SEED).to(dev)
+    images = _evaluation_images(spec, data, sub, dev)
     fingerprint = code_fingerprint()
     record = read_record(root, entry)
     if record is None and migrate_keys(root):  # entries under the keys of unrounded floats (§12) renamed
@@ -365,7 +408,7 @@ def run(
             model, record = _train_entry(spec, sub, dev, root, entry, fingerprint, limit, progress, numerics)
         elif need_weights and not record["diverged"] and not (entry / "weights.pt").is_file():  # or set aside
             model, record = _retrain_weights(spec, sub, dev, root, entry, record, fingerprint, progress)
-        curve = _curve(spec, record, fingerprint, entry, sub, dev, model, progress)
+        curve = _curve(spec, record, fingerprint, entry, sub, dev, model, progress, images)
     record = _reread(entry, record) if entry.is_dir() else record  # repaired weights rewrote it
     if record["diverged"]:
         fit = MidpointFit(
@@ -387,6 +430,7 @@ def run(
         trained=trained,
         record=record,
         path=entry if entry.exists() else None,
+        evaluated=int(curve.attrs.get("evaluated", 0)),
     )
 
 
@@ -401,12 +445,16 @@ def _reread(entry: Path, record: dict) -> dict:
 def check_subsets(spec: RunSpec, data: CIFAR10Data) -> None:
     """One clear error when ``spec`` asks for a subset larger than ``data`` holds (it would silently train or test
     on fewer images than its spec and captions say)."""
-    for name, split, n in (("train_subset", "training", len(data.y_train)), ("test_subset", "test", len(data.y_test))):
+    for name, split, n, none in (
+        ("train_subset", "training", len(data.y_train), "all of them"),
+        ("test_subset", "test", len(data.y_test), "all of them"),
+        ("eval_test_subset", "test", len(data.y_test), "the spec's test_subset"),
+    ):
         want = getattr(spec, name)
         if want is not None and want > n:
             raise ValueError(
                 f"{name}={want:,} asks for more {split} images than the data set holds ({n:,} in {data.source}); "
-                f"use {name}=None (all of them) or at most {n:,}"
+                f"use {name}=None ({none}) or at most {n:,}"
             )
 
 
@@ -424,17 +472,21 @@ def _curve(
     dev: torch.device,
     model: nn.Module | None,
     progress: bool,
+    images: tuple[Tensor, Tensor] | None = None,
 ) -> pd.DataFrame:
     """The spec's (sigma, repeat) accuracies: cached ones, plus the missing ones evaluated now.
 
     Points of one curve file are all made by one code fingerprint. An entry of
     other code reused as asked gives its old points when they cover the grid;
     else the whole grid comes from this code's file (never a merge of both).
+    ``data`` is the spec's subset (what a retraining here trains on); ``images``
+    the test images and labels of the evaluation (None: ``data``'s test set).
     """
     wanted = spec.pairs()
+    x_eval, y_eval = (data.x_test, data.y_test) if images is None else images
     if record["diverged"]:  # NaN logits: argmax = class 0 at every sigma (docs/protocol.md §11)
         return pd.DataFrame(
-            {"sigma": [s for s, _ in wanted], "repeat": [r for _, r in wanted], "accuracy": _nan_logit_accuracy(data)}
+            {"sigma": [s for s, _ in wanted], "repeat": [r for _, r in wanted], "accuracy": nan_logit_accuracy(y_eval)}
         )
     made_by = record.get("fingerprint")
     path = curve_path(entry, spec, made_by)
@@ -473,12 +525,18 @@ def _curve(
                     stacklevel=3,
                 )
                 model, _ = _train(spec, data, dev, None, progress)
-            # a seed per set of missing points: draws for points added later are independent of earlier ones
-            seed = int(_hash({"seed": spec.seed, "pairs": missing}), 16) % 2**62
+            check_noise_site(spec, model)
+            # a seed per set of missing points: draws for points added later are independent of earlier ones; one
+            # site's draws are independent of another's (walking noise), and without a site the seed is as it was
+            site = {} if spec.noise_site is None else {"site": spec.noise_site}
+            seed = int(_hash({"seed": spec.seed, "pairs": missing, **site}), 16) % 2**62
             new = evaluate_pairs(
-                model.to(dev), data.x_test, data.y_test, missing, kind=spec.noise_kind, seed=seed, progress=progress
+                model.to(dev), x_eval, y_eval, missing, layer=spec.noise_site, kind=spec.noise_kind, seed=seed,
+                progress=progress,
             )
             cached = pd.concat([cached, new], ignore_index=True) if len(cached) else new
             write_curve(path, cached)
     index = pd.MultiIndex.from_tuples(wanted, names=["sigma", "repeat"])
-    return cached.set_index(["sigma", "repeat"]).loc[index].reset_index()
+    out = cached.set_index(["sigma", "repeat"]).loc[index].reset_index()
+    out.attrs["evaluated"] = len(missing)  # for RunResult.evaluated (progress lines), not a column of the table
+    return out

@@ -94,6 +94,12 @@ class RunSpec:
     """noise draws per sigma; evaluation only"""
     noise_kind: str = "additive"
     """evaluation noise: additive, multiplicative, combined or weight (see paperlib.set_noise); evaluation only"""
+    noise_site: int | None = None
+    """evaluation noise at this one noise site only (index into paperlib.noise_sites for the noise kind; walking
+    noise, docs/protocol.md §9); None = at every site (the paper); evaluation only"""
+    eval_test_subset: int | None = None
+    """stratified subset of the test set for the noise evaluation (images, seed SUBSET_SEED); None = the spec's
+    test_subset; evaluation only"""
     train_noise_kind: str = "additive"
     """kind of the training noise (as noise_kind); only hashed when not additive"""
     sigma_alpha: float = 1.0
@@ -117,10 +123,19 @@ class RunSpec:
                 object.__setattr__(self, name, canonical(value))
         if not (isinstance(self.repeats, int) and self.repeats >= 1):
             raise ValueError(f"repeats must be an integer >= 1, got {self.repeats!r}")
-        for name in ("train_subset", "test_subset"):
+        for name, none in (("train_subset", "all images"), ("test_subset", "all images"),
+                           ("eval_test_subset", "the spec's test_subset")):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value >= 10):
-                raise ValueError(f"{name} must be None (all images) or an integer >= 10, got {value!r}")
+                raise ValueError(f"{name} must be None ({none}) or an integer >= 10, got {value!r}")
+        site = self.noise_site
+        if isinstance(site, np.integer):
+            object.__setattr__(self, "noise_site", site := int(site))
+        if site is not None and not (isinstance(site, int) and not isinstance(site, bool) and site >= 0):
+            raise ValueError(
+                f"noise_site must be None (noise at every site) or a whole number >= 0 (the index of one noise site, "
+                f"as in paperlib.noise_sites), got {site!r}"
+            )
         if self.noise_kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise_kind {self.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
         self.train_config()  # validates epochs, lr, batch size, sigma_train, the ramp and the training noise
@@ -157,7 +172,7 @@ class RunSpec:
         out = {
             k: v
             for k, v in self.to_dict().items()
-            if k not in ("sigmas", "repeats", "noise_kind")
+            if k not in EVALUATION_FIELDS
             and not (k in HASH_OPTIONAL_DEFAULTS and v == HASH_OPTIONAL_DEFAULTS[k])
         }
         out["lr"] = canonical(self.train_config().lr)
@@ -170,13 +185,18 @@ class RunSpec:
         return _hash({"v": CACHE_VERSION, **self.training_fields()})
 
     def eval_key(self) -> str:
-        """Stable hash of the evaluation settings that are not grid points (the noise kind)."""
-        return _hash({"v": CACHE_VERSION, "noise_kind": self.noise_kind})
+        """Stable hash of the evaluation settings that are not grid points: the noise kind, and the noise site and
+        evaluation test subset only when set (so every curve file of a spec without them keeps its name)."""
+        optional = {k: getattr(self, k) for k in ("noise_site", "eval_test_subset") if getattr(self, k) is not None}
+        return _hash({"v": CACHE_VERSION, "noise_kind": self.noise_kind, **optional})
 
     def pairs(self) -> list[tuple[float, int]]:
         """The (sigma, repeat) pairs this spec evaluates."""
         return [(s, r) for s in self.sigmas for r in range(self.repeats)]
 
+
+#: RunSpec fields that set the noise evaluation only: never in the train key.
+EVALUATION_FIELDS: tuple[str, ...] = ("sigmas", "repeats", "noise_kind", "noise_site", "eval_test_subset")
 
 #: RunSpec training fields added after the first release, with the defaults at which they are not hashed.
 HASH_OPTIONAL_DEFAULTS: dict[str, Any] = {

@@ -25,6 +25,8 @@ from . import progress as _progress
 from .experiment import RunSpec, check_writable, results_root, reuse_stale_default, run
 from .summary import variant_name
 
+#: The key of a run's first row that carries how many noise points it evaluated, for its progress line; never a column.
+_EVALUATED = "_evaluated"
 #: The curve columns of a run without a noise curve (failed).
 _NO_CURVE = {"sigma": math.nan, "repeat": -1, "accuracy": math.nan}
 
@@ -67,7 +69,8 @@ def _worker_device(device: str) -> str:
 
 def _describe(spec: RunSpec) -> str:
     """``lenet5 8-bit s=1 seed 0``, with what else tells the run apart: the training sigma when noisy (and its
-    variance-aware sampling, its noise kind) and the evaluation noise kind when not additive. For progress lines."""
+    variance-aware sampling, its noise kind), the evaluation noise kind when not additive, its one noise site
+    (walking noise) and its evaluation test images when set. For progress lines."""
     extra = []
     if spec.sigma_train > 0:
         extra.append(f"trained at sigma {spec.sigma_train:.3g}")
@@ -78,6 +81,10 @@ def _describe(spec: RunSpec) -> str:
             extra.append(f"({spec.train_noise_kind} noise)")
     if spec.noise_kind != "additive":
         extra.append(f"evaluated with {spec.noise_kind} noise")
+    if spec.noise_site is not None:
+        extra.append(f"noise at site {spec.noise_site} only")
+    if spec.eval_test_subset is not None:
+        extra.append(f"on {spec.eval_test_subset:,} test images")
     return " ".join([spec.arch, variant_name(spec.bits, spec.scale), *extra, f"seed {spec.seed}"])
 
 
@@ -86,6 +93,7 @@ class _Pace:
 
     def __init__(self, total: int) -> None:
         self.total, self.count, self.trained, self.cached, self.failed = total, 0, 0, 0, 0
+        self.worked = 0  # runs that trained or evaluated something: what the time left is estimated from
         self.t0 = time.perf_counter()
         _progress.report(f"sweep of {total} run(s)")
 
@@ -101,10 +109,14 @@ class _Pace:
         else:
             self.cached += 1
             how = "from the cache"
+        evaluated = first.pop(_EVALUATED, 0)
+        if evaluated and not first.get("trained") and not first.get("diverged"):  # a trained network evaluates
+            how += f", {evaluated} noise point(s) evaluated"
+        self.worked += bool(first.get("trained") or evaluated)
         left = self.total - self.count
         eta = ""
-        if left and self.trained:  # an estimate, not a bound: a run resumed from its partial checkpoint is quicker
-            eta = f"; about {_progress.duration((time.perf_counter() - self.t0) / self.trained * left)} left"
+        if left and self.worked:  # an estimate, not a bound: a run resumed from its partial checkpoint is quicker
+            eta = f"; about {_progress.duration((time.perf_counter() - self.t0) / self.worked * left)} left"
         _progress.report(
             f"run {self.count}/{self.total} {_describe(spec)}: {how} "
             f"({self.trained} trained, {self.cached} cached, {self.failed} failed, {left} to go{eta})"
@@ -122,10 +134,11 @@ def run_rows(
     """
     try:
         with dask_task_threads():
-            return _rows(
-                run(spec, data_root, results_dir, _worker_device(device), progress=False, reuse_stale=reuse_stale,
-                    deterministic=deterministic)
-            )
+            result = run(spec, data_root, results_dir, _worker_device(device), progress=False,
+                         reuse_stale=reuse_stale, deterministic=deterministic)
+        rows = _rows(result)
+        rows[0][_EVALUATED] = result.evaluated  # for the progress line only (run_sweep drops it)
+        return rows
     except Exception as exc:  # recorded, the sweep goes on
         return _error_rows(spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
 
@@ -198,6 +211,8 @@ def run_sweep(
                         )
                     pace.done(specs[i], rows[i])
                     bar.update()
+    for i in rows:  # a run whose line was not printed (none today) must not leave its count as a column
+        rows[i][0].pop(_EVALUATED, None)
     return pd.DataFrame([r for i in range(len(specs)) for r in rows[i]])
 
 
