@@ -134,7 +134,7 @@ def test_stored_outputs_are_clean_and_one_checked_output_follows_the_runs(notebo
                if line.strip().startswith(("import ", "from "))]
     assert imports == [SETUP[0]], f"{notebook.name} imports {imports}; the library shows and says the rest"
     first_run = next(i for i, c in enumerate(cells)  # a sweep, or a library call on the session that runs one
-                     if re.search(r"session\.sweep\(|\(session\b", _source(c)))
+                     if re.search(r"session\.(sweep|run)\(|\(session\b", _source(c)))
     checked = [i for i, c in enumerate(cells) if "# NBVAL_CHECK_OUTPUT" in _source(c) and c.get("outputs")]
     assert any(i >= first_run for i in checked), f"{notebook.name}: no checked output depends on the runs"
 

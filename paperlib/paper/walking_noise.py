@@ -228,8 +228,9 @@ def plot_layer_sensitivity(ax: plt.Axes, fits: pd.DataFrame, *, title: str | Non
     if (fits.sigma_mid > 0).any():
         ax.set_yscale("log")
     fitted = fits[fits.fit_ok]
-    sns.lineplot(data=fitted, x="index", y="sigma_mid", hue="model", hue_order=models, palette=palette,
-                 marker="o", markersize=4, markeredgewidth=0, errorbar=None, ax=ax, legend="brief")
+    if len(fitted):  # seaborn warns on a frame without rows (no module fitted, e.g. at smoke)
+        sns.lineplot(data=fitted, x="index", y="sigma_mid", hue="model", hue_order=models, palette=palette,
+                     marker="o", markersize=4, markeredgewidth=0, errorbar=None, ax=ax, legend="brief")
     for model, g in fitted.groupby("model", sort=False):  # the fits' standard errors, in each line's colour
         ax.errorbar(g["index"], g.sigma_mid, yerr=g.sigma_mid_err, ls="none", capsize=2, lw=0.8, color=palette[model])
     top = np.nanmax(fits.sigma_mid) * 3 if fits.sigma_mid.notna().any() else 1.0
