@@ -278,7 +278,8 @@ def what_it_shows(fits: pd.DataFrame, profile: Profile) -> Markdown:
         return Markdown("No network could be profiled (every picked network diverged or none was picked).")
     lines = []
     for arch, a in fits.groupby("arch", sort=False):
-        lines.append(f"**{ARCH_NAMES.get(arch, arch)}**")
+        lines += [""] if lines else []  # a paragraph per architecture
+        lines += [f"**{ARCH_NAMES.get(arch, arch)}**", ""]
         medians = {}
         for model, g in a.groupby("model", sort=False):
             ok = g[g.fit_ok].sort_values("sigma_mid")
