@@ -6,8 +6,7 @@ fingerprint (:mod:`paperlib.runs.fingerprint`) of the modules that determine it
 — those that trained and evaluated the networks, those that summarize any
 sweep (:data:`CORE_MODULES`), and the figure's own modules (the paper-layer
 module that made it and those it draws on) — and the code hashes of the cached
-results it shows. This
-check recomputes the fingerprint of the checkout and fails, naming the figure
+results it shows. This check recomputes the fingerprint of the checkout and fails, naming the figure
 and the modules whose code changed, when a figure was made by other code; a
 PNG or PDF without its CSV fails too. An executed notebook beside the figures
 (``*.ipynb``) records in its captions the code hash of the results it shows
