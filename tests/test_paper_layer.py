@@ -104,3 +104,31 @@ def test_every_notebook_runs_its_figure_module_and_records_it():
 def test_the_figure_modules_import():
     for module in FIGURES.values():
         importlib.reload(module)
+
+
+def test_the_curves_are_the_mean_over_networks_with_a_band_of_their_spread():
+    """Two networks at 40% and 60% (each the mean of its draws): seaborn draws 50% with a band of one standard
+    deviation over the networks (14.1 points), not over the draws; one network: the band of its draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from paperlib.paper import plots
+
+    rows = [{"arch": "lenet5", "bits": None, "scale": None, "sigma_train": 0.0, "seed": seed, "key": f"k{seed}",
+             "sigma": sigma, "repeat": r, "accuracy": acc + d, "diverged": False, "clean_accuracy": acc}
+            for seed, acc in ((0, 0.4), (1, 0.6)) for sigma in (0.1, 1.0) for r, d in enumerate((-0.05, 0.05))]
+    fig, (two, one) = plt.subplots(1, 2)
+    plots.plot_curves(two, pd.DataFrame(rows))
+    line = two.get_lines()[0]
+    assert np.allclose(line.get_ydata(), [50.0, 50.0])
+    band = two.collections[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(band.max() - band.min(), 2 * np.std([40, 60], ddof=1))
+    plots.plot_curves(one, pd.DataFrame([r for r in rows if r["seed"] == 0]))
+    band = one.collections[0].get_paths()[0].vertices[:, 1]
+    assert np.allclose(one.get_lines()[0].get_ydata(), [40.0, 40.0])
+    assert np.isclose(band.max() - band.min(), 2 * np.std([35, 45], ddof=1))
+    plt.close(fig)
