@@ -56,10 +56,12 @@ def legend(ax: plt.Axes, handles: list | None = None, **kwargs) -> None:
 
 def log_ticks(axis) -> None:
     """Readable ticks on a log ``axis`` (``ax.xaxis``): plain numbers ("0.2", "1", "10"), at 1-2-5 steps over a
-    short range and at decades over a long one, no labels on minor ticks (they overlap on narrow ranges)."""
+    short range (1-2-3-5 within two decades) and at decades over a long one, no labels on minor ticks (they overlap
+    on narrow ranges)."""
     lo, hi = sorted(abs(v) for v in axis.get_view_interval())
     decades = math.log10(hi / lo) if lo > 0 and hi > 0 else 3.0
-    subs = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0) if decades > 0.8 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    subs = ((1.0,) if decades > 2.5 else (1.0, 2.0, 5.0) if decades > 1.5 else (1.0, 2.0, 3.0, 5.0) if decades > 0.6
+            else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
