@@ -209,15 +209,12 @@ def _site_count(arch: str, bits: int | None, scale: float | None, kind: str) -> 
     return len(noise_sites(build_model(arch, bits, scale, seed=0), kind))
 
 
-def check_noise_site(spec: RunSpec, model: nn.Module | None = None) -> None:
-    """One clear error when ``spec.noise_site`` is not a noise site of its network (``model``; None: one built
-    from the spec, so that :func:`run` can say so before any training)."""
+def check_noise_site(spec: RunSpec) -> None:
+    """One clear error when ``spec.noise_site`` is not a noise site of its network (counted on one built from the
+    spec, as every trained or loaded network is, so that :func:`run` says so before any training)."""
     if spec.noise_site is None:
         return
-    if model is None:
-        n = _site_count(spec.arch, spec.bits, spec.scale, spec.noise_kind)
-    else:
-        n = len(noise_sites(model, spec.noise_kind))
+    n = _site_count(spec.arch, spec.bits, spec.scale, spec.noise_kind)
     if spec.noise_site >= n:
         raise ValueError(
             f"noise_site={spec.noise_site} is not a noise site of {spec.arch}: it has {n} {spec.noise_kind} noise "
@@ -408,7 +405,7 @@ def run(
             model, record = _train_entry(spec, sub, dev, root, entry, fingerprint, limit, progress, numerics)
         elif need_weights and not record["diverged"] and not (entry / "weights.pt").is_file():  # or set aside
             model, record = _retrain_weights(spec, sub, dev, root, entry, record, fingerprint, progress)
-        curve = _curve(spec, record, fingerprint, entry, sub, dev, model, progress, images)
+        curve, evaluated = _curve(spec, record, fingerprint, entry, sub, dev, model, progress, images)
     record = _reread(entry, record) if entry.is_dir() else record  # repaired weights rewrote it
     if record["diverged"]:
         fit = MidpointFit(
@@ -430,7 +427,7 @@ def run(
         trained=trained,
         record=record,
         path=entry if entry.exists() else None,
-        evaluated=int(curve.attrs.get("evaluated", 0)),
+        evaluated=evaluated,
     )
 
 
@@ -473,8 +470,9 @@ def _curve(
     model: nn.Module | None,
     progress: bool,
     images: tuple[Tensor, Tensor] | None = None,
-) -> pd.DataFrame:
-    """The spec's (sigma, repeat) accuracies: cached ones, plus the missing ones evaluated now.
+) -> tuple[pd.DataFrame, int]:
+    """The spec's (sigma, repeat) accuracies: cached ones, plus the missing ones evaluated now; and how many points
+    were evaluated now.
 
     Points of one curve file are all made by one code fingerprint. An entry of
     other code reused as asked gives its old points when they cover the grid;
@@ -487,7 +485,7 @@ def _curve(
     if record["diverged"]:  # NaN logits: argmax = class 0 at every sigma (docs/protocol.md §11)
         return pd.DataFrame(
             {"sigma": [s for s, _ in wanted], "repeat": [r for _, r in wanted], "accuracy": nan_logit_accuracy(y_eval)}
-        )
+        ), 0
     made_by = record.get("fingerprint")
     path = curve_path(entry, spec, made_by)
     with locked_if_writable(entry / ".curve.lock") as writable:  # read-only: cached points can still be read
@@ -525,7 +523,6 @@ def _curve(
                     stacklevel=3,
                 )
                 model, _ = _train(spec, data, dev, None, progress)
-            check_noise_site(spec, model)
             # a seed per set of missing points: draws for points added later are independent of earlier ones; one
             # site's draws are independent of another's (walking noise), and without a site the seed is as it was
             site = {} if spec.noise_site is None else {"site": spec.noise_site}
@@ -537,6 +534,4 @@ def _curve(
             cached = pd.concat([cached, new], ignore_index=True) if len(cached) else new
             write_curve(path, cached)
     index = pd.MultiIndex.from_tuples(wanted, names=["sigma", "repeat"])
-    out = cached.set_index(["sigma", "repeat"]).loc[index].reset_index()
-    out.attrs["evaluated"] = len(missing)  # for RunResult.evaluated (progress lines), not a column of the table
-    return out
+    return cached.set_index(["sigma", "repeat"]).loc[index].reset_index(), len(missing)

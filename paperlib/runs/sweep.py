@@ -137,7 +137,7 @@ def run_rows(
             result = run(spec, data_root, results_dir, _worker_device(device), progress=False,
                          reuse_stale=reuse_stale, deterministic=deterministic)
         rows = _rows(result)
-        rows[0][_EVALUATED] = result.evaluated  # for the progress line only (run_sweep drops it)
+        rows[0][_EVALUATED] = result.evaluated  # for the progress line only (_Pace.done pops it from every run)
         return rows
     except Exception as exc:  # recorded, the sweep goes on
         return _error_rows(spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
@@ -211,8 +211,6 @@ def run_sweep(
                         )
                     pace.done(specs[i], rows[i])
                     bar.update()
-    for i in rows:  # a run whose line was not printed (none today) must not leave its count as a column
-        rows[i][0].pop(_EVALUATED, None)
     return pd.DataFrame([r for i in range(len(specs)) for r in rows[i]])
 
 
