@@ -14,6 +14,7 @@ from paperlib import CacheWarning, RunSpec, run, run_sweep
 from paperlib.paper import Session
 from paperlib.runs.cache import ResultsNotWritableError, check_writable
 from paperlib.runs.fingerprint import (
+    PROVEN_EQUAL,
     RESULT_MODULES,
     changed_modules,
     code_fingerprint,
@@ -67,6 +68,27 @@ def test_the_fingerprint_ignores_comments_and_docstrings_but_not_a_change_of_cod
     (tmp_path / "training.py").write_text(changed)
     after = compute_fingerprint(("training",), tmp_path)
     assert after["code"] != before["code"] and changed_modules(before, after) == ["training"]
+
+
+def test_a_faster_fast_path_keeps_the_code_hash_and_a_change_of_quant_does_not(tmp_path):
+    # fastquant is proven equal to Brevitas bit for bit by tests/test_fastquant.py on every CI run: its slot in the
+    # code hash is a fixed label, its source hash is provenance (docs/protocol.md §12); quant (what Brevitas
+    # computes) still counts
+    assert set(PROVEN_EQUAL) == {"fastquant"} and set(PROVEN_EQUAL) <= set(RESULT_MODULES)
+    for name in ("fastquant", "quant"):
+        (tmp_path / f"{name}.py").write_text((PAPERLIB / f"{name}.py").read_text())
+    before = compute_fingerprint(("fastquant", "quant"), tmp_path)
+    source = source_hash((PAPERLIB / "fastquant.py").read_text())
+    assert before["modules"]["fastquant"] == PROVEN_EQUAL["fastquant"]
+    assert before["implementations"] == {"fastquant": source}
+    with open(tmp_path / "fastquant.py", "a") as f:
+        f.write("\n\ndef _faster(x):\n    return x * 2\n")
+    after = compute_fingerprint(("fastquant", "quant"), tmp_path)
+    assert after["code"] == before["code"] and changed_modules(before, after) == []
+    assert after["implementations"]["fastquant"] != source
+    quant = (tmp_path / "quant.py").read_text()
+    (tmp_path / "quant.py").write_text(quant + "\n\ndef _other(x):\n    return x * 2\n")
+    assert compute_fingerprint(("fastquant", "quant"), tmp_path)["code"] != before["code"]
 
 
 def test_source_hash_sees_a_changed_constant_and_an_added_statement_but_not_a_docstring():

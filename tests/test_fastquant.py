@@ -1,4 +1,6 @@
 """The fast QAT path (paperlib.fastquant) against Brevitas' own modules: same bits, same gradients, same state."""
+import math
+
 import pytest
 import torch
 from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
@@ -14,6 +16,7 @@ from paperlib.fastquant import (
     _quant_weight,
     fast_qat,
     install,
+    kth_smallest,
     qat_mode,
     uninstall,
     use_brevitas,
@@ -125,6 +128,55 @@ def test_per_channel_linear_layers_train_bit_for_bit_as_brevitas(bits, scale):
         return vgg_like(bits, scale)
     ref, fast = (run_steps(make, f, steps=5, batch=4, collect=2) for f in (False, True))
     assert_same_training(ref, fast)
+
+
+def percentile_inputs() -> dict[str, torch.Tensor]:
+    """|activations| at Brevitas' 99.999th percentile's edges: unique values, ties at the selected value and above
+    it, NaN in a block and after the last block, all equal, one block's worth, and tiny tensors."""
+    g = torch.Generator().manual_seed(3)
+    relu = torch.relu(torch.randn(128 * 6 * 28 * 28, generator=g))  # LeNet-5's first activations, half zeros
+    cases = {"unique": relu.clone(), "small": relu[:2_000].clone(), "one": relu[:1].clone(),
+             "two": torch.tensor([1.5, 1.5]), "seven": relu[:7].clone(), "zeros": torch.zeros(50_000)}
+    ties = relu.clone()
+    ties[ties > 2.5] = 3.0  # the selected value occurs hundreds of times, in many blocks
+    cases["ties"] = ties
+    twin = relu.clone()
+    twin[123] = twin[int(torch.topk(twin, 7).indices[-1])]  # the 7th largest twice
+    cases["twin at the value"] = twin
+    above = relu.clone()
+    above[5] = above[77_777] = 100.0  # equal elements above the selected one
+    cases["ties above"] = above
+    for where in (5_000, relu.numel() - 3):
+        nan = relu.clone()
+        nan[where] = float("nan")
+        cases[f"nan at {where}"] = nan
+    return cases
+
+
+@pytest.mark.parametrize("case", list(percentile_inputs()))
+def test_the_percentile_statistic_is_kthvalue_value_and_gradient(case, monkeypatch):
+    # Brevitas' AbsPercentile runs torch.kthvalue; kth_smallest must give its value and its gradient bit for bit
+    flat = percentile_inputs()[case]
+    k = int(math.floor(.01 * 99.999 * flat.numel() + 0.5))
+    results = []
+    for ours in (False, True):
+        x = flat.clone().requires_grad_(True)
+        a = x.abs()
+        v = kth_smallest(a, k) if ours else torch.kthvalue(a, k)[0]
+        (v * 3.7).backward()
+        results.append((v.detach(), x.grad))
+    (ref, ref_grad), (fast, fast_grad) = results
+    assert_same_bits(ref, fast, "the percentile")
+    assert_same_bits(ref_grad.nan_to_num(), fast_grad.nan_to_num(), "its gradient")
+    if case in ("unique", "small", "seven", "ties above"):  # a unique value is found without kthvalue
+        monkeypatch.setattr(torch, "kthvalue", lambda *a, **k: pytest.fail("kthvalue ran"))
+        kth_smallest(flat.abs(), k)
+
+
+def test_the_percentile_statistic_at_other_percentiles():
+    flat = torch.relu(torch.randn(20_000, generator=torch.Generator().manual_seed(4)))
+    for k in (1, 2, 10_000, 18_900, 19_990, 20_000):  # low ranks go to kthvalue; within 1,024 of the top to topk
+        assert_same_bits(torch.kthvalue(flat, k)[0], kth_smallest(flat, k), f"k = {k}")
 
 
 def test_weight_noise_acts_on_the_fast_path_as_on_brevitas():

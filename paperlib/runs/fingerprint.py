@@ -12,9 +12,14 @@ not change the hash. Statements that only call :mod:`paperlib.guards` (a bare
 ``guards.<name>(...)`` and ``from . import guards``) are removed too: a guard
 raises on bad input or sets a damaged cache file aside and never changes a
 number (its contract, tested), so a new check of bad input keeps every cached
-result. Any other change of code does change the hash, even one that leaves the numbers
-as they were (the cache cannot tell; ``run(..., reuse_stale=True)`` is for a
-person who can).
+result. And a module that only computes another result module's numbers faster,
+proven equal to it bit for bit by the test suite (:data:`PROVEN_EQUAL`: the fast
+QAT path, equal to Brevitas' layers), enters the hash under a fixed label, not
+its source: a faster version that passes the same equality tests keeps every
+cached result; its source hash is recorded beside the code hash
+(``implementations``). Any other change of code does change the hash, even one
+that leaves the numbers as they were (the cache cannot tell; ``run(...,
+reuse_stale=True)`` is for a person who can).
 """
 from __future__ import annotations
 
@@ -28,6 +33,13 @@ from pathlib import Path
 #: Modules of ``paperlib`` that determine a trained network and its accuracies; one missing is skipped.
 RESULT_MODULES: tuple[str, ...] = ("models", "quant", "noise", "data", "training", "evaluate", "inference",
                                    "instrument", "fastquant")
+#: Result modules proven equal bit for bit to another result module's numbers, on every CI run, by the tests named
+#: here (docs/protocol.md §12): each enters the code hash under its label, the hash of the version whose numbers the
+#: caches were first made with, instead of its source hash. Change the label (every cached result goes stale) when
+#: such a module changes what it computes; a faster version of the same numbers keeps it.
+PROVEN_EQUAL: dict[str, str] = {
+    "fastquant": "eb00ca43d97bca4d",  # tests/test_fastquant.py: outputs, gradients and training runs equal Brevitas'
+}
 #: Installed packages whose versions determine our numbers.
 RESULT_PACKAGES: tuple[str, ...] = ("torch", "torchvision", "brevitas", "numpy")
 #: The folder of the ``paperlib`` toolbox modules (this module lives in ``paperlib/runs/``).
@@ -102,16 +114,21 @@ def compute_fingerprint(modules: tuple[str, ...] = RESULT_MODULES, package_dir: 
 
     Returns:
         ``{"code": 16-hex hash over the module hashes, "modules": {name: 16-hex},
-        "packages": {name: version}}``.
+        "packages": {name: version}, "implementations": {name: 16-hex}}``: a module of
+        :data:`PROVEN_EQUAL` has its label under ``modules`` (what the code hash is made of) and its source
+        hash under ``implementations`` (provenance only).
     """
     folder = Path(package_dir)
-    hashes = {}
+    hashes, implementations = {}, {}
     for name in modules:
         path = folder / f"{name}.py"
         if path.is_file():
             hashes[name] = source_hash(path.read_text(encoding="utf-8"), str(path))
+            if name in PROVEN_EQUAL:
+                implementations[name], hashes[name] = hashes[name], PROVEN_EQUAL[name]
     code = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
-    return {"code": code, "modules": hashes, "packages": {p: _package_version(p) for p in packages}}
+    return {"code": code, "modules": hashes, "packages": {p: _package_version(p) for p in packages},
+            "implementations": implementations}
 
 
 @functools.lru_cache(maxsize=1)
