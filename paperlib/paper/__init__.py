@@ -9,6 +9,8 @@ its checks, ``what_it_shows(...)`` and ``MODULES`` (what its saved figures recor
   :mod:`~paperlib.paper.fig3` (03), :mod:`~paperlib.paper.table2` (04);
 - beyond the paper: :mod:`~paperlib.paper.walking_noise` (05), :mod:`~paperlib.paper.variance_aware` (06),
   :mod:`~paperlib.paper.noise_kinds` (07), :mod:`~paperlib.paper.pcm_device` (08);
+- behind the profiles: :mod:`~paperlib.paper.epochs_curve` (accuracy and sigma_mid against epochs,
+  ``python -m benchmarks.epochs_curve``);
 - shared: :mod:`~paperlib.paper.published` (the paper's printed numbers), :mod:`~paperlib.paper.specs` (spec
   builders), :mod:`~paperlib.paper.rules` (the findings' decision rules), :mod:`~paperlib.paper.prose` (the
   sentences of "what this run shows"), :mod:`~paperlib.paper.tables` (formatting), :mod:`~paperlib.paper.plots`
@@ -19,6 +21,7 @@ its checks, ``what_it_shows(...)`` and ``MODULES`` (what its saved figures recor
 """
 from ..runs.summary import CURVE_KEYS, Variant, curves, fit_curve, label, summarize, summary_row, variant_name
 from . import (
+    epochs_curve,
     fig2,
     fig3,
     noise_kinds,
@@ -43,8 +46,8 @@ FIGURES = {"01": fig2, "02": table1, "03": fig3, "04": table2, "05": walking_noi
            "07": noise_kinds, "08": pcm_device}
 
 __all__ = [
-    "CURVE_KEYS", "FIGURES", "Markdown", "Session", "Variant", "curves", "fig2", "fig3", "findings", "findings_report",
-    "fit_curve", "label", "noise_kinds", "noise_module_counts", "pcm_device", "percent_table", "plots", "prose",
-    "published", "rules", "specs", "summarize", "summary_row", "table1", "table2", "tables", "variance_aware",
-    "variant_name", "walking_noise",
+    "CURVE_KEYS", "FIGURES", "Markdown", "Session", "Variant", "curves", "epochs_curve", "fig2", "fig3", "findings",
+    "findings_report", "fit_curve", "label", "noise_kinds", "noise_module_counts", "pcm_device", "percent_table",
+    "plots", "prose", "published", "rules", "specs", "summarize", "summary_row", "table1", "table2", "tables",
+    "variance_aware", "variant_name", "walking_noise",
 ]

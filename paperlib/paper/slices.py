@@ -11,6 +11,10 @@ machine ``benchmarks/gpu_slice.sh`` runs::
         --data data/cifar10-jpeg.tar.gz --resume results/slices/results-gpu-slice.tar.gz --out OUT \\
         [--timings gpu_check.json] [--results results] [--weights] [--nondeterministic]
 
+or, for the networks of an epochs curve (:mod:`paperlib.paper.epochs_curve`; rendered here by ``python -m
+benchmarks.epochs_curve`` with the same options), ``--epochs-curve vgg11 --epochs 5 10 20 40 [--variants fp32]``
+instead of (or beside) ``--notebooks``.
+
 Held specs are skipped (:func:`held`). Estimates per architecture and kind (``fp32``, ``qat-dynamic``,
 ``qat-constant``, as ``benchmarks/paper_budget.py`` charges them): the longest run of that kind in this slice;
 else from ``--timings`` (``budget_timings`` of ``python -m benchmarks.gpu_check --out FILE``: device seconds per
@@ -55,6 +59,7 @@ from ..runs.progress import duration
 from ..runs.spec import RunSpec
 from ..runs.transfer import export_entries, import_entries
 from ..training import train
+from . import epochs_curve
 from .session import project_root
 from .transfer import NOTEBOOKS, default_results_dir, specs_for
 
@@ -152,7 +157,7 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
               device: str = "auto", results: str | os.PathLike | None = None, data_root: str | None = None,
               resume: Iterable[str | os.PathLike] = (), timings: str | os.PathLike | None = None,
               weights: bool = False, deterministic: bool | None = None,
-              clock: Callable[[], float] = time.monotonic) -> dict:
+              clock: Callable[[], float] = time.monotonic, curve: dict | None = None) -> dict:
     """One slice (module docstring); returns what ``slice.json`` holds: ``profile``, ``notebooks``, ``budget_s``,
     ``specs`` (``total``, ``held_at_start``, ``run_here``, ``done``, ``left``, ``deferred``: not started for the
     budget, ``failed``), ``runs`` (per run: key, spec, arch, kind, wall_s, estimate_s, estimate_from, trained,
@@ -162,15 +167,22 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
     ``archive`` (file, bytes, entries, weights, over_limit: over the 16 MiB a returned file may have; None: no
     entry yet).
 
+    ``curve``: ``{"arch": ..., "epochs": [...], "variants": [...] or None}``, the networks of an epochs curve
+    (:func:`paperlib.paper.epochs_curve.specs`) after those of ``notebooks`` (None with a curve: no notebook's);
+    ``slice.json`` records it as ``epochs_curve``.
+
     Raises:
         SliceError, ValueError, OSError: bad input, one sentence, before anything is trained.
     """
     t0, started = clock(), datetime.now(UTC)
-    notebooks = list(notebooks) if notebooks is not None else None
+    notebooks = list(notebooks) if notebooks is not None else ([] if curve else None)
     if not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
         raise SliceError(f"--budget-s must be a positive number of seconds, got {budget_s!r}")
     prof = load_profile(profile)
     specs = specs_for(prof, notebooks)
+    if curve:
+        specs += [s for s in epochs_curve.specs(prof, curve["epochs"], curve["arch"], curve.get("variants"))
+                  if s not in specs]
     dev = resolve_device(device)
     for archive in resume:
         if not Path(archive).is_file():
@@ -205,7 +217,10 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
         return (cost(spec, data, *probed[k]), "probe") if k in probed else None
 
     det = dev.type != "cuda" or deterministic_default(deterministic)
-    info = {"profile": prof.name, "notebooks": list(notebooks or NOTEBOOKS), "budget_s": budget_s,
+    info = {"profile": prof.name, "notebooks": list(NOTEBOOKS if notebooks is None else notebooks),
+            "epochs_curve": None if not curve else {"arch": curve["arch"], "epochs": sorted(set(curve["epochs"])),
+                                                    "variants": curve.get("variants")},
+            "budget_s": budget_s,
             "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "torch": torch.__version__, "deterministic": det, "started_utc": started.isoformat(timespec="seconds"),
             "ended_utc": None, "elapsed_s": None, "stopped_by_budget": False, "interrupted": False, "finished": False,
@@ -283,7 +298,12 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monoto
     p = argparse.ArgumentParser(prog="python -m paperlib.paper.slices", description=__doc__.splitlines()[0])
     p.add_argument("--profile", required=True, help="profile name or YAML file")
     p.add_argument("--notebooks", nargs="+", default=None, metavar="NB",
-                   help=f"main-job names ({', '.join(NOTEBOOKS)}; default: all)")
+                   help=f"main-job names ({', '.join(NOTEBOOKS)}; default: all, or none with --epochs-curve)")
+    p.add_argument("--epochs-curve", default=None, metavar="ARCH",
+                   help=f"also the networks of ARCH's epochs curve ({', '.join(epochs_curve.VARIANTS)})")
+    p.add_argument("--epochs", type=int, nargs="+", default=None, help="the epochs curve's training budgets")
+    p.add_argument("--variants", nargs="+", default=None, metavar="V",
+                   help="the epochs curve's variants: fp32, BITS:dynamic or BITS:SCALE (default: fp32 and one QAT)")
     p.add_argument("--budget-s", type=float, required=True, help="seconds no run may end past (from the start)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--results", default=None, help="results folder (default: $PAPERLIB_RESULTS, else <repo>/results)")
@@ -296,8 +316,16 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monoto
     args = p.parse_args(argv)
     term = signal.signal(signal.SIGTERM, signal.default_int_handler)  # killed at its limit: outputs written
     try:
+        curve = None
+        if args.epochs_curve is not None or args.epochs is not None or args.variants is not None:
+            if args.epochs_curve is None or args.epochs is None:
+                raise SliceError("an epochs curve needs --epochs-curve ARCH and --epochs (e.g. --epochs 5 10 20 40)")
+            curve = {"arch": args.epochs_curve, "epochs": args.epochs,
+                     "variants": None if args.variants is None else [epochs_curve.parse_variant(v)
+                                                                     for v in args.variants]}
         info = run_slice(args.profile, args.notebooks, args.budget_s, args.out, args.device, args.results, args.data,
-                         args.resume, args.timings, args.weights, False if args.nondeterministic else None, clock)
+                         args.resume, args.timings, args.weights, False if args.nondeterministic else None, clock,
+                         curve)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
