@@ -5,8 +5,9 @@ lookups, ``QuantTensor`` wrapping, and a generic fake-quant graph of about ten
 autograd nodes per quantizer (``x / s + z``, round, clamp by ``where``,
 ``(y - z) * s``, and the scale's restrict/clamp wrappers). :func:`fast_qat`
 runs the same computation with one autograd node per quantizer
-(:class:`WeightFakeQuant`, :class:`ActFakeQuant`) whose backward writes out the gradients that autograd
-derives from Brevitas' graph, op for op, so that
+(:class:`WeightFakeQuant`, :class:`ActFakeQuant`; while a dynamic scale collects statistics, the ReLU, the
+statistic and the quantizer in one, :class:`CollectFakeQuant`) whose backward writes out the gradients that
+autograd derives from Brevitas' graph, op for op, so that
 
 - forward values are bitwise identical (the tests compare the bits),
 - gradients are identical as well, including the gradient with respect to the
@@ -222,40 +223,82 @@ class ActFakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, m: Tensor, thr: Tensor, min_val: float | None, qmax: float, relu: bool,
                 clamp_after_div: bool) -> Tensor:
-        s = _scale(m, thr, min_val, clamp_after_div)
-        need_x, need_m = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        y = x / s
-        if relu:
-            F.threshold(y, 0.0, 0.0, inplace=True)
-        if not (need_x or need_m):
-            return y.round_().clamp_(max=qmax).mul_(s)  # a >= 0: the lower clamp (0) never acts
-        key = torch.rsub(y, qmax + 0.5)  # > 0 iff round(a / s) <= qmax
-        if relu:
-            key.clamp_(max=x)  # and x > 0
-        ctx.key, ctx.s, ctx.thr, ctx.y = key, s, thr, None
-        if not need_m:
-            return y.round_().clamp_(max=qmax).mul_(s)
-        out = torch.round(y).clamp_(max=qmax).mul_(s)
-        ctx.y = y  # a / s, for d/ds
-        # q = round(out / s) exactly when out = q * s is a normal float (q <= 2^22): then q needs no buffer
-        normal = min_val is not None and min_val / float(qmax) >= 2.0 ** -100
-        ctx.q = None if normal else torch.round(y).clamp_(max=qmax)
-        ctx.save_for_backward(out)
-        return out
+        return _act_forward(ctx, x, m, thr, min_val, qmax, relu, clamp_after_div, *ctx.needs_input_grad[:2])
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        need_x, need_m = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        s = ctx.s
-        g_q = _threshold_backward_(g, _consumed(ctx, "key")).mul_(s)  # where(pass, g, 0) * s = where(pass, g * s, 0)
-        g_m = None
-        if need_m:
-            y = _consumed(ctx, "y")
-            g_s2 = y.div_(s).mul_(g_q).sum_to_size(s.shape)  # sum(g_q * (a / s) / s)
-            q = ctx.q if ctx.q is not None else torch.div(ctx.saved_tensors[0], s, out=y).round_()
-            g_m = (q.mul_(g).sum_to_size(s.shape) - g_s2) / ctx.thr  # sum(g * q) - ...
-        g_x = g_q.div_(s) if need_x else None
+        g_x, g_m = _act_backward(ctx, g, *ctx.needs_input_grad[:2])
         return g_x, g_m, None, None, None, None, None
+
+
+def _act_forward(ctx, x: Tensor, m: Tensor, thr: Tensor, min_val: float | None, qmax: float, relu: bool,
+                 clamp_after_div: bool, need_x: bool, need_m: bool) -> Tensor:
+    """:class:`ActFakeQuant`'s forward; ``need_x`` / ``need_m``: which gradients the backward will give."""
+    s = _scale(m, thr, min_val, clamp_after_div)
+    y = x / s
+    if relu:
+        F.threshold(y, 0.0, 0.0, inplace=True)
+    if not (need_x or need_m):
+        return y.round_().clamp_(max=qmax).mul_(s)  # a >= 0: the lower clamp (0) never acts
+    key = torch.rsub(y, qmax + 0.5)  # > 0 iff round(a / s) <= qmax
+    if relu:
+        key.clamp_(max=x)  # and x > 0
+    ctx.key, ctx.s, ctx.thr, ctx.y = key, s, thr, None
+    if not need_m:
+        return y.round_().clamp_(max=qmax).mul_(s)
+    out = torch.round(y).clamp_(max=qmax).mul_(s)
+    ctx.y = y  # a / s, for d/ds
+    # q = round(out / s) exactly when out = q * s is a normal float (q <= 2^22): then q needs no buffer
+    normal = min_val is not None and min_val / float(qmax) >= 2.0 ** -100
+    ctx.q = None if normal else torch.round(y).clamp_(max=qmax)
+    ctx.save_for_backward(out)
+    return out
+
+
+def _act_backward(ctx, g: Tensor, need_x: bool, need_m: bool) -> tuple[Tensor | None, Tensor | None]:
+    """:class:`ActFakeQuant`'s backward: the gradients of ``x`` and ``m`` (None where not needed)."""
+    s = ctx.s
+    g_q = _threshold_backward_(g, _consumed(ctx, "key")).mul_(s)  # where(pass, g, 0) * s = where(pass, g * s, 0)
+    g_m = None
+    if need_m:
+        y = _consumed(ctx, "y")
+        g_s2 = y.div_(s).mul_(g_q).sum_to_size(s.shape)  # sum(g_q * (a / s) / s)
+        q = ctx.q if ctx.q is not None else torch.div(ctx.saved_tensors[0], s, out=y).round_()
+        g_m = (q.mul_(g).sum_to_size(s.shape) - g_s2) / ctx.thr  # sum(g * q) - ...
+    g_x = g_q.div_(s) if need_x else None
+    return g_x, g_m
+
+
+class CollectFakeQuant(torch.autograd.Function):
+    """A ReLU and its activation quantizer while Brevitas collects a dynamic scale's statistics, as one node.
+
+    What the chain ``a = relu(x)`` (Brevitas' ``+0.0`` for ``x <= 0``), ``m = |a|[i] + 0 * value``
+    (:func:`_collect_stats`: ``i`` the element Brevitas' percentile picks) and ``ActFakeQuant(a, m)`` computes under
+    autograd, bit for bit, for the case :func:`_picked` finds (``x[i] > 0``, unique, no NaN): the same output; the
+    gradient of ``x``: :class:`ActFakeQuant`'s (its ReLU fused: ``relu(x) / s`` is ``threshold(x / s)`` bit for
+    bit), plus the ``+0.0`` that autograd adds to every element from the statistic's path (so that ``-0.0``
+    becomes ``+0.0`` as there) and ``d/dm`` at ``i`` (``sgn(a[i]) = 1``); of ``value``: ``d/dm * 0``. It skips
+    the chain's ``relu``, ``abs`` and their backward passes and a tensor of zeros per call.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, index: int, thr: Tensor, min_val: float | None,
+                qmax: float) -> Tensor:
+        need_x, need_value = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        m = x.view(-1)[index] + 0. * value
+        ctx.index = index
+        return _act_forward(ctx, x, m, thr, min_val, qmax, True, False, need_x, need_x or need_value)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        need_x, need_value = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        g_x, g_m = _act_backward(ctx, g, need_x, True)
+        if need_x:
+            flat = g_x.view(-1)
+            picked = flat[ctx.index] + g_m  # ActFakeQuant's gradient there plus d/dm * sgn(a[i])
+            g_x.add_(0.0)
+            flat[ctx.index] = picked
+        return g_x, (g_m * 0. if need_value else None), None, None, None, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,7 +560,30 @@ def _collect_stats(spec: _Spec, a: Tensor) -> Tensor:
     flat = a.reshape(-1).abs().view(-1)
     k = int(math.floor(.01 * spec.percentile_q * flat.numel() + 0.5))
     stats = kth_smallest(flat, k) + 0. * sc.value
-    clamped = stats.detach() if spec.min_val is None else torch.clamp_min(stats.detach(), spec.min_val)
+    _record_stats(spec, stats.detach())
+    return stats
+
+
+def _picked(spec: _Spec, x: Tensor) -> int | None:
+    """The index into ``x.view(-1)`` of the element whose ``|relu(x)|`` is Brevitas' percentile statistic, when
+    that element is positive and its value unique in ``x`` (then :class:`CollectFakeQuant` applies); None
+    otherwise (zero, ties, NaN, a low percentile or a non-contiguous ``x``: :func:`_collect_stats` decides)."""
+    n = x.numel()
+    k = int(math.floor(.01 * spec.percentile_q * n + 0.5))
+    top = n - k + 1  # the k-th smallest of |relu(x)| is its top-th largest: x's, when positive
+    if not x.is_contiguous() or not 1 <= top <= min(TOPK_MAX, n):
+        return None
+    values, index = _largest(x.detach().view(-1), min(top + 1, n))
+    v = values[top - 1]
+    ok = ((values[max(top - 2, 0):top + 1] == v).sum() == 1) & (v > 0) & ~torch.isnan(values).any()
+    return int(index[top - 1]) if bool(ok) else None
+
+
+def _record_stats(spec: _Spec, stats: Tensor) -> None:
+    """Brevitas' bookkeeping of one statistics-collection call with the (detached) statistic ``stats``: the
+    buffer (first value, then the momentum average of the ``min_val``-clamped statistic) and the step counter."""
+    sc = spec.scaling
+    clamped = stats if spec.min_val is None else torch.clamp_min(stats, spec.min_val)
     new_counter = sc.counter + 1
     with torch.no_grad():
         if sc.counter == 0:
@@ -525,7 +591,6 @@ def _collect_stats(spec: _Spec, a: Tensor) -> Tensor:
         else:
             inplace_momentum_update(sc.buffer, clamped, sc.momentum, sc.counter, new_counter)
     sc.counter = new_counter
-    return stats
 
 
 class FastQuantReLU(qnn.QuantReLU):
@@ -543,6 +608,10 @@ class FastQuantReLU(qnn.QuantReLU):
             return ActFakeQuant.apply(x, m, thr, spec.min_val, spec.qmax, True, False)
         sc = spec.scaling
         if sc.training and sc.counter < sc.collect_stats_steps:  # statistics collection: the scale depends on x
+            index = _picked(spec, x)
+            if index is not None:  # the usual case, as one node
+                _record_stats(spec, x.detach().view(-1)[index] + 0. * sc.value.detach())
+                return CollectFakeQuant.apply(x, sc.value, index, thr, spec.min_val, spec.qmax)
             a = F.threshold(x, 0.0, 0.0)  # ReLU with +0.0 for x <= 0, as Brevitas' "+ zero point" makes it
             m = _collect_stats(spec, a)
             return ActFakeQuant.apply(a, m, thr, spec.min_val, spec.qmax, False, False)

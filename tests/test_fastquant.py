@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from paperlib import TrainConfig, accuracy, build_model, set_noise, train
 from paperlib.fastquant import (
+    CollectFakeQuant,
     FastQuantConv2d,
     FastQuantLinear,
     FastQuantReLU,
@@ -239,6 +240,42 @@ def test_relu_quantizer_edges_give_brevitas_bits_and_gradients(bits, scale, valu
             p.grad = q.grad = None
     uninstall([fast])
     assert type(fast) is type(brevitas)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_statistics_collection_runs_as_one_node_with_brevitas_bits(bits, monkeypatch):
+    # the usual case of the statistics phase (the percentile's element positive and unique) runs CollectFakeQuant:
+    # same output, input gradient (-0.0 where autograd's +0.0 from the statistic's path makes it +0.0: upstream
+    # gradients of -0.0), learned-scale gradient and statistics buffer as Brevitas' chain
+    calls, real = [], CollectFakeQuant.apply
+
+    def spy(*args):
+        calls.append(float(args[0].detach().view(-1)[args[2]]))  # the statistic's element
+        return real(*args)
+
+    monkeypatch.setattr(CollectFakeQuant, "apply", spy)
+    brevitas, fast = relu_pair(bits, None)
+    g = torch.Generator().manual_seed(5)
+    for step in range(3):
+        x = 2 * torch.randn(4, 6, 28, 28, generator=g)
+        x.view(-1)[:40] = -0.0
+        x.view(-1)[40:80] = 0.0
+        up = torch.randn(x.shape, generator=g)
+        up.view(-1)[::5] = -0.0
+        xs = [x.clone().requires_grad_(True) for _ in range(2)]
+        outs = [relu(xi) for relu, xi in zip((brevitas, fast), xs)]
+        assert_same_bits(outs[0], outs[1], f"output of step {step}")
+        for o in outs:
+            o.backward(up)
+        assert_same_bits(xs[0].grad, xs[1].grad, f"input gradient of step {step}")
+        for p, q in zip(brevitas.parameters(), fast.parameters()):
+            assert_same_bits(p.grad, q.grad, f"learned-scale gradient of step {step}")
+            p.grad = q.grad = None
+        a, b = stats_collection_state(brevitas), stats_collection_state(fast)
+        for name in a:
+            assert a[name]["counter"] == b[name]["counter"] == step + 1
+            assert_same_bits(a[name]["buffer"], b[name]["buffer"], f"statistics buffer after step {step}")
+    assert len(calls) == 3 and all(v > 0 for v in calls)  # the statistic: a positive element
 
 
 def test_weight_scales_with_ties_at_the_maximum_share_the_gradient_as_brevitas():
