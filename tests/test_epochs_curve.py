@@ -58,6 +58,9 @@ def test_a_slice_trains_the_curve_and_the_cli_renders_it_here_from_the_archive(t
                                                                "variants": [[None, None]]}
     assert info["specs"]["total"] == 2 and info["specs"]["done"] == 2
     assert len(info["runs"]) == 2 and all(r["trained"] and r["arch"] == "lenet5" for r in info["runs"])
+    # the longest first; runs of other epochs than the profile's say so
+    assert [r["spec"] for r in info["runs"]] == ["lenet5 fp32 sigma_train=0 seed=0 epochs=2",
+                                                 "lenet5 fp32 sigma_train=0 seed=0"]
 
     here = tmp_path / "laptop"
     assert len(import_entries(out / "results-smoke-slice.tar.gz", here / "results").added) == 2

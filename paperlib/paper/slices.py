@@ -145,11 +145,13 @@ _DEFAULTS = (("noise_kind", "additive"), ("sigma_sampling", "fixed"), ("train_no
              ("sigma_theta", 0.0))
 
 
-def _describe(spec: RunSpec) -> str:
-    """``lenet5 8-bit s=1 sigma_train=0 seed=0``, and the fields that tell the beyond-the-paper specs apart."""
+def _describe(spec: RunSpec, epochs: int | None = None) -> str:
+    """``lenet5 8-bit s=1 sigma_train=0 seed=0``, and the fields that tell the beyond-the-paper specs apart (and an
+    epochs curve's: ``epochs=E`` when not the profile's ``epochs``)."""
     bits = "fp32" if spec.bits is None else f"{spec.bits}-bit " + ("dynamic" if spec.scale is None
                                                                   else f"s={spec.scale:g}")
     extra = "".join(f" {k}={getattr(spec, k)}" for k, default in _DEFAULTS if getattr(spec, k) != default)
+    extra += f" epochs={spec.epochs}" if epochs is not None and spec.epochs != epochs else ""
     return f"{spec.arch} {bits} sigma_train={spec.sigma_train:g} seed={spec.seed}{extra}"
 
 
@@ -179,6 +181,10 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
     if not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
         raise SliceError(f"--budget-s must be a positive number of seconds, got {budget_s!r}")
     prof = load_profile(profile)
+
+    def describe(spec: RunSpec) -> str:
+        return _describe(spec, prof.for_arch(spec.arch).epochs)
+
     specs = specs_for(prof, notebooks)
     if curve:
         specs += [s for s in epochs_curve.specs(prof, curve["epochs"], curve["arch"], curve.get("variants"))
@@ -259,18 +265,18 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
                 start = clock()
                 res = run(spec, results_dir=root, device=dev, data=data, progress=False, deterministic=deterministic)
             except Exception as exc:  # a run or its probe raised: recorded, and the slice goes on with the others
-                info["failed"].append({"key": spec.train_key(), "spec": _describe(spec),
+                info["failed"].append({"key": spec.train_key(), "spec": describe(spec),
                                        "error": f"{type(exc).__name__}: {exc}"})
-                print(f"FAILED {_describe(spec)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                print(f"FAILED {describe(spec)}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
                 continue
             wall = clock() - start
             if res.trained:
                 observed.setdefault((spec.arch, kind_of(spec)), []).append(wall)
-            info["runs"].append({"key": res.key, "spec": _describe(spec), "arch": spec.arch, "kind": kind_of(spec),
+            info["runs"].append({"key": res.key, "spec": describe(spec), "arch": spec.arch, "kind": kind_of(spec),
                                  "wall_s": round(wall, 2), "estimate_s": round(guess[0], 2),
                                  "estimate_from": guess[1], "trained": res.trained, "diverged": res.diverged,
                                  "accuracy": res.accuracy})
-            _progress(info, specs, todo, spec, wall, clock() - t0, budget_s, estimate)
+            _progress(info, specs, todo, spec, wall, clock() - t0, budget_s, estimate, describe(spec))
             if not weights and clock() - refreshed >= REFRESH_S:
                 write_outputs()
                 refreshed = clock()
@@ -282,12 +288,12 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
 
 
 def _progress(info: dict, specs: list, todo: list, spec: RunSpec, wall: float, elapsed: float, budget_s: float,
-              estimate: Callable) -> None:
+              estimate: Callable, described: str) -> None:
     """One line per run: done / to go / elapsed / estimated time left."""
     guesses = [estimate(s, measure=False) for s in todo[todo.index(spec) + 1:]]
     unknown, ran = sum(g is None for g in guesses), len(info["runs"])
     print(f"[slice {info['profile']}] {len(specs) - len(todo) + ran}/{len(specs)} done, {len(todo) - ran} to go | "
-          f"{_describe(spec)}: {wall:.1f} s | elapsed {elapsed:.0f} s of {budget_s:g} s | about "
+          f"{described}: {wall:.1f} s | elapsed {elapsed:.0f} s of {budget_s:g} s | about "
           f"{duration(sum(g[0] for g in guesses if g))} of work left"
           + (f" (+{unknown} runs not estimated yet)" if unknown else ""), flush=True)
 
