@@ -273,3 +273,50 @@ def test_gpu_slice_sh_says_what_is_missing(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OUT"}
     res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert res.returncode != 0 and "OUT" in res.stderr
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A minimal installable wheel (stands in for the carried brevitas wheels, which git ignores)."""
+    import zipfile
+    folder.mkdir(parents=True)
+    wheel = folder / "placeholder-0.0.0-py3-none-any.whl"
+    info = "placeholder-0.0.0.dist-info"
+    files = {"placeholder/__init__.py": "", f"{info}/METADATA": "Metadata-Version: 2.1\nName: placeholder\n"
+             "Version: 0.0.0\n", f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+             "Tag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return folder
+
+
+@pytest.mark.parametrize("check_fails", [False, True])
+def test_gpu_session_sh_checks_the_device_then_slices_the_time_left(tmp_path, learnable_root, check_fails):
+    # the device check is stubbed (python -m benchmarks.gpu_check is tests/test_devices.py's); what it writes feeds
+    # the slice's estimates; a failed check leaves the slice to its probe
+    fake = tmp_path / "python"
+    timings = {"archs": {"lenet5": {"budget_timings": {k: [0.001, 0.0] for k in KINDS}}}}
+    fake.write_text("#!/usr/bin/env bash\n"
+                    'if [ "$1 $2" = "-m benchmarks.gpu_check" ]; then\n'
+                    + ("  echo 'no GPU here' >&2; exit 3\n" if check_fails else
+                       '  while [ $# -gt 0 ]; do [ "$1" = --out ] && out="$2"; shift; done\n'
+                       f"  echo '{json.dumps(timings)}' > \"$out\"; exit 0\n")
+                    + f'fi\nexec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "PYTHON": str(fake), "PAPERLIB_DEVICE": "cpu",
+           "PAPERLIB_WHEELS": str(_tiny_wheel(tmp_path / "wheels")), "PAPERLIB_SITE": str(tmp_path / "site"),
+           "PAPERLIB_SESSION_S": "400"}
+    res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_session.sh"), "--profile", "smoke", "--epochs-curve",
+                          "lenet5", "--epochs", "1", "--variants", "fp32", "--data", str(learnable_root),
+                          "--results", str(tmp_path / "results")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr
+    info = json.loads((out / "slice.json").read_text())
+    assert info["specs"]["done"] == 1 and info["epochs_curve"]["arch"] == "lenet5"
+    assert 370 <= info["budget_s"] <= 400  # what the check left of the session
+    assert [r["estimate_from"] for r in info["runs"]] == (["probe"] if check_fails else ["timings"])
+    assert (out / "gpu_check.json").is_file() != check_fails
+    assert ("the device check failed" in res.stderr) == check_fails
