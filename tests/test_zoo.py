@@ -3,6 +3,7 @@ release asset is fetched and checked, and a network reproduces its recorded clea
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ import torch
 from paperlib import zoo
 from paperlib.evaluate import accuracy
 from paperlib.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_shipped_zoo_is_what_its_manifest_says():
@@ -138,6 +141,33 @@ def test_a_zoo_network_reproduces_its_recorded_clean_accuracy(real_cifar10):
         # the recorded accuracy was measured on another CPU; a last-bit difference of its convolutions may flip an
         # image near a decision boundary, so up to 2 of the images may differ (another network's weights: 26)
         assert round(abs(accuracy(zoo.load(name), x, y) - entry.clean_accuracy) * len(y)) <= 2, name
+
+
+def test_a_zoo_network_reproduces_the_noise_curve_of_its_committed_figure(real_cifar10):
+    """A shipped network evaluated as ``paperlib.run`` evaluates it (noise draws seeded by
+    :func:`paperlib.runs.experiment.eval_seed` from its seed and grid: code outside the code hash) gives the points of
+    the committed Fig. 2 CSV that shows it: a change of the seeding, the draws or the batching of the pairs would
+    move them by several images a point."""
+    import pandas as pd
+
+    from paperlib.data import load_cifar10
+    from paperlib.evaluate import evaluate_pairs
+    from paperlib.runs.experiment import eval_seed
+
+    data = load_cifar10(real_cifar10.path, download=False)
+    name = "quick/lenet5-4bit-dynamic-seed0"
+    entry = zoo.info(name)
+    if data.content_digest() != entry.spec.data_digest:
+        pytest.skip("the zoo's networks were trained and measured on the JPEG copy of CIFAR-10")
+    figure = pd.read_csv(REPO / "figures" / entry.profile / "fig2_lenet5_qat.csv", comment="#")
+    shown = figure[figure.key == entry.key].set_index(["sigma", "repeat"]).accuracy
+    pairs = entry.spec.pairs()
+    x, y = zoo.eval_images(name, data=data)
+    ours = evaluate_pairs(zoo.load(name), x, y, pairs, seed=eval_seed(entry.spec, pairs), progress=False)
+    assert len(shown) == len(pairs) == len(ours)
+    images = (ours.set_index(["sigma", "repeat"]).accuracy - shown.loc[pairs].to_numpy()).abs() * len(y)
+    # another CPU's last bits may flip an image near a decision boundary (as for the clean accuracy above)
+    assert images.round().max() <= 2, images.to_dict()
 
 
 def test_the_zoo_is_built_from_the_cache_and_loads_from_a_release(tmp_path, monkeypatch, capsys):

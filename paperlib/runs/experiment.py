@@ -88,6 +88,7 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "check_writable",
+    "eval_seed",
     "results_root",
     "reuse_stale_default",
     "run",
@@ -460,6 +461,18 @@ def _missing(curve: pd.DataFrame, wanted: list[tuple[float, int]]) -> list[tuple
     return [p for p in wanted if p not in have]
 
 
+def eval_seed(spec: RunSpec, pairs: list[tuple[float, int]]) -> int:
+    """The seed of the noise draws that evaluate ``pairs`` (the (sigma, repeat) points a curve lacks) of ``spec``.
+
+    One seed per set of missing points: draws for points added later are independent of earlier ones; one noise
+    site's draws are independent of another's (walking noise), and without a site the seed is as it always was.
+    This module is outside the code hash (docs/protocol.md §12), so tests/test_zoo.py pins what it gives: a shipped
+    network's curve, evaluated with it, is the committed figure's.
+    """
+    site = {} if spec.noise_site is None else {"site": spec.noise_site}
+    return int(_hash({"seed": spec.seed, "pairs": pairs, **site}), 16) % 2**62
+
+
 def _curve(
     spec: RunSpec,
     record: dict,
@@ -523,13 +536,9 @@ def _curve(
                     stacklevel=3,
                 )
                 model, _ = _train(spec, data, dev, None, progress)
-            # a seed per set of missing points: draws for points added later are independent of earlier ones; one
-            # site's draws are independent of another's (walking noise), and without a site the seed is as it was
-            site = {} if spec.noise_site is None else {"site": spec.noise_site}
-            seed = int(_hash({"seed": spec.seed, "pairs": missing, **site}), 16) % 2**62
             new = evaluate_pairs(
-                model.to(dev), x_eval, y_eval, missing, layer=spec.noise_site, kind=spec.noise_kind, seed=seed,
-                progress=progress,
+                model.to(dev), x_eval, y_eval, missing, layer=spec.noise_site, kind=spec.noise_kind,
+                seed=eval_seed(spec, missing), progress=progress,
             )
             cached = pd.concat([cached, new], ignore_index=True) if len(cached) else new
             write_curve(path, cached)
