@@ -7,6 +7,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
+import torch
 
 import paperlib.runs.experiment as experiment
 from paperlib import CacheWarning, RunSpec, dask_executor, load_profile, run, run_sweep
@@ -32,6 +33,8 @@ def test_second_run_comes_from_the_cache(tiny_root, tmp_path, monkeypatch):
     assert second.history.equals(first.history)
     prov = second.record["provenance"]
     assert {"revision", "packages", "device", "time_utc"} <= set(prov) and prov["packages"]["brevitas"] == "0.13.4"
+    # where it was made: the last bits of CPU results may depend on the instruction set (docs/protocol.md §12)
+    assert prov["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and prov["cpu"]["model"]
     assert second.record["train_wall_time_s"] > 0
 
 

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
 from .fingerprint import code_fingerprint
 
 PACKAGES: tuple[str, ...] = ("paperlib", "torch", "torchvision", "brevitas", "numpy", "scipy", "pandas")
@@ -45,16 +47,30 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def cpu() -> dict:
+    """The CPU: its model (``/proc/cpuinfo``'s ``model name``, else ``platform.processor()``) and the instruction set
+    torch's CPU kernels use (``AVX2``, ``AVX512``, ...): the last bits of CPU results may depend on it
+    (docs/protocol.md §12), so a record says where it was made."""
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"model": model or "unknown", "capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def provenance(device: str) -> dict:
     """Git revision, code hash (:func:`paperlib.runs.fingerprint.code_fingerprint`), package versions, device, host,
-    Python and UTC time. The revision says which checkout ran; the code hash says which code made the numbers
-    (a revision with ``+dirty`` alone cannot)."""
+    CPU (:func:`cpu`), Python and UTC time. The revision says which checkout ran; the code hash says which code made
+    the numbers (a revision with ``+dirty`` alone cannot)."""
     return {
         "revision": git_revision(),
         "code": code_fingerprint()["code"],
         "packages": package_versions(),
         "device": device,
         "host": platform.node(),
+        "cpu": cpu(),
         "python": platform.python_version(),
         "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
