@@ -14,23 +14,15 @@
 # "--quick" to try it on a CPU), PYTHON, PAPERLIB_WHEELS, PAPERLIB_SITE (as gpu_slice.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${OUT:?OUT must name the folder for the results (the device machine sets it)}"
 start=$(date +%s)
 TOTAL_S="${PAPERLIB_SESSION_S:-420}"
 DEVICE="${PAPERLIB_DEVICE:-cuda}"
-WHEELS="${PAPERLIB_WHEELS:-wheels}"
-SITE="${PAPERLIB_SITE:-/tmp/paperlib-site}"
-PYTHON="${PYTHON:-python3}"
-if ! compgen -G "$WHEELS/*.whl" >/dev/null; then
-    echo "error: no wheels in $WHEELS: run 'make gpu-wheels' here and carry wheels/ with the command" >&2
-    exit 2
-fi
-"$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "$WHEELS"/*.whl
+# shellcheck source=benchmarks/gpu_env.sh
+source benchmarks/gpu_env.sh
 echo "== device check ($DEVICE) -> $OUT/gpu_check.json"
 timings=()
 # shellcheck disable=SC2086  # PAPERLIB_CHECK_ARGS holds several arguments
-if PYTHONPATH=".:$SITE" PYTHONUNBUFFERED=1 "$PYTHON" -m benchmarks.gpu_check --device "$DEVICE" \
+if "$PYTHON" -m benchmarks.gpu_check --device "$DEVICE" \
         ${PAPERLIB_CHECK_ARGS:-} --out "$OUT/gpu_check.json" > /dev/null; then
     timings=(--timings "$OUT/gpu_check.json")
 else

@@ -10,15 +10,6 @@
 # of its own, sets PYTHONPATH to the repository and that folder, and writes the archive and slice.json to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${OUT:?OUT must name the folder for the results (the device machine sets it)}"
-WHEELS="${PAPERLIB_WHEELS:-wheels}"
-SITE="${PAPERLIB_SITE:-/tmp/paperlib-site}"
-PYTHON="${PYTHON:-python3}"
-if ! compgen -G "$WHEELS/*.whl" >/dev/null; then
-    echo "error: no wheels in $WHEELS: run 'make gpu-wheels' here and carry wheels/ with the command" >&2
-    exit 2
-fi
-"$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "$WHEELS"/*.whl
-export PYTHONPATH=".:$SITE" PYTHONUNBUFFERED=1
+# shellcheck source=benchmarks/gpu_env.sh
+source benchmarks/gpu_env.sh
 exec "$PYTHON" -m paperlib.paper.slices --out "$OUT" "$@"
