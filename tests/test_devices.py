@@ -34,6 +34,9 @@ def test_fast_training_and_frozen_evaluation_equal_brevitas_on_the_device(device
                                               "int8_dynamic_learned_fast"}
     budget = lenet["budget_timings"]  # what benchmarks/paper_budget.py --timings reads
     assert set(budget) == {"fp32", "qat-dynamic", "qat-constant"} and all(s > 0 and i > 0 for s, i in budget.values())
+    speed = lenet["train_images_per_s"]  # a dynamic scale is charged its learned phase (nearly all of a training)
+    assert budget["qat-dynamic"][0] == 128 / speed["int8_dynamic_learned_fast"]
+    assert budget["qat-constant"][0] == 128 / speed["int8_constant_fast"] and budget["fp32"][0] == 128 / speed["fp32"]
 
 
 def test_the_comparison_sees_one_flipped_bit():
