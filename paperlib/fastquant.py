@@ -282,10 +282,11 @@ class CollectFakeQuant(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, index: int, thr: Tensor, min_val: float | None,
+    def forward(ctx, x: Tensor, value: Tensor, m: Tensor, index: int, thr: Tensor, min_val: float | None,
                 qmax: float) -> Tensor:
+        # m: the statistic x[i] + 0 * value, computed by the caller (which records it); value: the learned scale,
+        # here for its gradient only
         need_x, need_value = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        m = x.view(-1)[index] + 0. * value
         ctx.index = index
         return _act_forward(ctx, x, m, thr, min_val, qmax, True, False, need_x, need_x or need_value)
 
@@ -298,7 +299,7 @@ class CollectFakeQuant(torch.autograd.Function):
             picked = flat[ctx.index] + g_m  # ActFakeQuant's gradient there plus d/dm * sgn(a[i])
             g_x.add_(0.0)
             flat[ctx.index] = picked
-        return g_x, (g_m * 0. if need_value else None), None, None, None, None
+        return g_x, (g_m * 0. if need_value else None), None, None, None, None, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,6 +524,20 @@ def _largest(flat: Tensor, m: int) -> tuple[Tensor, Tensor]:
     return values, candidates[order]
 
 
+def _unique_kth(flat: Tensor, k: int) -> int | None:
+    """The index of the k-th smallest element of the 1-D, detached ``flat`` when :func:`_largest` finds it among
+    the few largest and its value occurs once (its neighbours in that order differ from it, none is NaN); None
+    otherwise (equal elements, among which kthvalue makes its own choice; NaN; more than :data:`TOPK_MAX` elements
+    above it)."""
+    n = flat.numel()
+    top = n - k + 1  # the k-th smallest is the top-th largest
+    if not 1 <= top <= min(TOPK_MAX, n):
+        return None
+    values, index = _largest(flat, min(top + 1, n))
+    unique = (values[max(top - 2, 0):top + 1] == values[top - 1]).sum() == 1
+    return int(index[top - 1]) if bool(unique & ~torch.isnan(values).any()) else None
+
+
 def kth_smallest(flat: Tensor, k: int) -> Tensor:
     """``torch.kthvalue(flat, k)[0]`` of a 1-D tensor (``k`` 1-indexed): the same value, and the same gradient (all
     of it to the one element kthvalue selects), several times quicker at a high percentile.
@@ -531,21 +546,16 @@ def kth_smallest(flat: Tensor, k: int) -> Tensor:
     runs ``kthvalue``, a selection over all elements that took most of such a training step on the CPU (about
     6 ms of 600,000 LeNet-5 activations). The k-th smallest of ``n`` elements is the ``(n - k + 1)``-th largest;
     ``topk`` finds the few largest (7 of those 600,000) in a fraction of the time. When that value is unique in
-    ``flat`` (its neighbours in ``topk``'s order differ from it and none is NaN), it is the element kthvalue
-    selects, so ``flat`` at its index carries the same value and gradient; otherwise (equal elements, among
-    which kthvalue makes its own choice, or NaN) and for a low percentile (more than :data:`TOPK_MAX` elements
-    above it), ``kthvalue`` decides.
+    ``flat`` (:func:`_unique_kth`), it is the element kthvalue selects, so ``flat`` at its index carries the same
+    value and gradient; otherwise ``kthvalue`` decides.
     """
-    n = flat.numel()
-    top = n - k + 1  # the k-th smallest is the top-th largest
-    if not 1 <= top <= min(TOPK_MAX, n):
-        return torch.kthvalue(flat, k)[0]
-    values, index = _largest(flat.detach(), min(top + 1, n))
-    v = values[top - 1]
-    unique = (values[max(top - 2, 0):top + 1] == v).sum() == 1
-    if bool(unique & ~torch.isnan(values).any()):
-        return flat[int(index[top - 1])]
-    return torch.kthvalue(flat, k)[0]
+    i = _unique_kth(flat.detach(), k)
+    return torch.kthvalue(flat, k)[0] if i is None else flat[i]
+
+
+def _rank(spec: _Spec, n: int) -> int:
+    """Brevitas' ``AbsPercentile`` rank ``k`` (1-indexed, rounded away from zero) of its percentile among ``n``."""
+    return int(math.floor(.01 * spec.percentile_q * n + 0.5))
 
 
 def _collect_stats(spec: _Spec, a: Tensor) -> Tensor:
@@ -558,8 +568,7 @@ def _collect_stats(spec: _Spec, a: Tensor) -> Tensor:
     """
     sc = spec.scaling
     flat = a.reshape(-1).abs().view(-1)
-    k = int(math.floor(.01 * spec.percentile_q * flat.numel() + 0.5))
-    stats = kth_smallest(flat, k) + 0. * sc.value
+    stats = kth_smallest(flat, _rank(spec, flat.numel())) + 0. * sc.value
     _record_stats(spec, stats.detach())
     return stats
 
@@ -568,15 +577,11 @@ def _picked(spec: _Spec, x: Tensor) -> int | None:
     """The index into ``x.view(-1)`` of the element whose ``|relu(x)|`` is Brevitas' percentile statistic, when
     that element is positive and its value unique in ``x`` (then :class:`CollectFakeQuant` applies); None
     otherwise (zero, ties, NaN, a low percentile or a non-contiguous ``x``: :func:`_collect_stats` decides)."""
-    n = x.numel()
-    k = int(math.floor(.01 * spec.percentile_q * n + 0.5))
-    top = n - k + 1  # the k-th smallest of |relu(x)| is its top-th largest: x's, when positive
-    if not x.is_contiguous() or not 1 <= top <= min(TOPK_MAX, n):
+    if not x.is_contiguous():
         return None
-    values, index = _largest(x.detach().view(-1), min(top + 1, n))
-    v = values[top - 1]
-    ok = ((values[max(top - 2, 0):top + 1] == v).sum() == 1) & (v > 0) & ~torch.isnan(values).any()
-    return int(index[top - 1]) if bool(ok) else None
+    flat = x.detach().view(-1)  # the top-th largest of |relu(x)| is x's, when positive
+    i = _unique_kth(flat, _rank(spec, flat.numel()))
+    return i if i is not None and bool(flat[i] > 0) else None
 
 
 def _record_stats(spec: _Spec, stats: Tensor) -> None:
@@ -610,8 +615,9 @@ class FastQuantReLU(qnn.QuantReLU):
         if sc.training and sc.counter < sc.collect_stats_steps:  # statistics collection: the scale depends on x
             index = _picked(spec, x)
             if index is not None:  # the usual case, as one node
-                _record_stats(spec, x.detach().view(-1)[index] + 0. * sc.value.detach())
-                return CollectFakeQuant.apply(x, sc.value, index, thr, spec.min_val, spec.qmax)
+                m = x.detach().view(-1)[index] + 0. * sc.value.detach()
+                _record_stats(spec, m)
+                return CollectFakeQuant.apply(x, sc.value, m, index, thr, spec.min_val, spec.qmax)
             a = F.threshold(x, 0.0, 0.0)  # ReLU with +0.0 for x <= 0, as Brevitas' "+ zero point" makes it
             m = _collect_stats(spec, a)
             return ActFakeQuant.apply(a, m, thr, spec.min_val, spec.qmax, False, False)

@@ -250,7 +250,7 @@ def test_statistics_collection_runs_as_one_node_with_brevitas_bits(bits, monkeyp
     calls, real = [], CollectFakeQuant.apply
 
     def spy(*args):
-        calls.append(float(args[0].detach().view(-1)[args[2]]))  # the statistic's element
+        calls.append(float(args[0].detach().view(-1)[args[3]]))  # the statistic's element
         return real(*args)
 
     monkeypatch.setattr(CollectFakeQuant, "apply", spy)
