@@ -24,6 +24,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paperlib  # noqa: F401  first: it asks OpenMP's idle threads to sleep before torch loads (paperlib.threads)
+
+# isort: split
 import numpy as np
 import pandas as pd
 import torch

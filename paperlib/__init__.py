@@ -15,6 +15,8 @@ Three layers, each importing only the ones above it in this list:
 """
 import logging as _logging
 
+from . import threads as _threads  # noqa: F401  first: it asks OpenMP's idle threads to sleep before torch loads (its docstring)
+
 # Brevitas imports torch.utils.cpp_extension, which logs a warning on machines with a CUDA folder but no CUDA
 # runtime ("No CUDA runtime is found"); it says nothing about paperlib's numbers and would land in every notebook.
 _logging.getLogger("torch.utils.cpp_extension").setLevel(_logging.ERROR)
