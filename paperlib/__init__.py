@@ -38,6 +38,7 @@ from .noise import (
     set_noise,
     weight_layers,
 )
+from .pack import pack_evaluate_pairs, pack_models, train_pack
 from .quant import BIT_WIDTHS, CONST_SCALE_MAX
 from .runs import (
     PROFILES,
@@ -97,11 +98,14 @@ __all__ = [
     "noise_site_table",
     "noise_sites",
     "noise_sweep",
+    "pack_evaluate_pairs",
+    "pack_models",
     "resolve_device",
     "run",
     "run_sweep",
     "set_noise",
     "summarize_sweep",
     "train",
+    "train_pack",
     "weight_layers",
 ]

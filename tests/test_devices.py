@@ -34,6 +34,9 @@ def test_fast_training_and_frozen_evaluation_equal_brevitas_on_the_device(device
                                               "int8_dynamic_learned_fast"}
     budget = lenet["budget_timings"]  # what benchmarks/paper_budget.py --timings reads
     assert set(budget) == {"fp32", "qat-dynamic", "qat-constant"} and all(s > 0 and i > 0 for s, i in budget.values())
+    assert set(lenet["pack"]) == {"fp32", "int8_constant", "int8_dynamic"}
+    for pack in lenet["pack"].values():  # a pack of 2 networks against one
+        assert pack["one"] > 0 and set(pack["packs"]) == {2} and pack["speedup"][2] == pack["packs"][2] / pack["one"]
 
 
 def test_the_comparison_sees_one_flipped_bit():
