@@ -65,6 +65,8 @@ from collections.abc import Iterator
 
 #: Whether torch was loaded before this module (then OpenMP has read its wait policy already).
 TORCH_LOADED_FIRST = "torch" in sys.modules
+#: ``OMP_WAIT_POLICY`` as the environment had it before this module (None: unset).
+USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 if not TORCH_LOADED_FIRST:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 #: Whether torch's OpenMP threads sleep while they wait for work (``OMP_WAIT_POLICY=PASSIVE`` when torch loaded).
