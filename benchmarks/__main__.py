@@ -1,4 +1,4 @@
-"""paperlib vs the reference pipeline, side by side in one process run.
+"""paperlib vs the reference pipeline, side by side in one benchmark run (the reference in a process of its own).
 
     python -m benchmarks                      # everything (about 20 minutes on 2 CPU cores)
     python -m benchmarks --only train_lenet5_fp32 train_lenet5_int8
@@ -24,11 +24,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paperlib  # noqa: F401  first: it asks OpenMP's idle threads to sleep before torch loads (paperlib.threads)
+
+# isort: split
 import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks import reference
 from benchmarks.timing import step_time
 from paperlib import (
     DEFAULT_SIGMAS,
@@ -46,7 +48,7 @@ from paperlib.data import MEAN, STD, CIFAR10Data
 from paperlib.inference import frozen_quantizers
 from paperlib.runs.experiment import shared_data
 from paperlib.runs.provenance import provenance
-from paperlib.threads import cpu_count, numeric_threads
+from paperlib.threads import USER_WAIT_POLICY, cpu_count, numeric_threads
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -57,16 +59,32 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.cpu() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def run_reference(fn: str, model: tuple, state_dict: dict | None, *args, **kwargs) -> tuple[object, float, str | None]:
+    """``benchmarks.reference.<fn>(model, *args, **kwargs)`` in a process of its own, as the authors' scripts run:
+    torch loaded first, OpenMP's wait policy the environment's (``import paperlib`` asks for passive waiting in
+    this process, which would speed up the reference's own multi-threaded model too). ``model``: ``(arch, bits,
+    scale, seed)`` for :func:`paperlib.build_model`, with ``state_dict`` loaded when given. Returns the
+    function's result (JSON-decoded), the seconds of the call alone and the process's ``OMP_WAIT_POLICY``."""
+    env = dict(os.environ)
+    if env.get("OMP_WAIT_POLICY") == "PASSIVE" and USER_WAIT_POLICY is None:
+        del env["OMP_WAIT_POLICY"]  # set by paperlib, not by the user
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "job.pt", Path(tmp) / "out.json"
+        torch.save({"fn": fn, "model": model, "state_dict": state_dict, "args": list(args), "kwargs": kwargs}, job)
+        subprocess.run([sys.executable, "-m", "benchmarks.reference", str(job), str(out)], env=env, check=True,
+                       cwd=Path(__file__).resolve().parents[1])
+        done = json.loads(out.read_text())
+    return done["result"], done["seconds"], done["omp_wait_policy"]
+
+
 def bench_train(data: CIFAR10Data, bits: int | None, scale: float | None, steps: int) -> dict:
-    """Training images/s, same model, batch 128 and number of steps."""
+    """Training images/s, same model, batch 128 and number of steps (the reference in its own process)."""
     sub = data.subset(train=steps * 128, seed=0)
     model = build_model("lenet5", bits, scale, seed=0)
     ours = train(model, sub, TrainConfig(epochs=1, lr=1e-3), device="cpu", progress=False).images_per_s
-    model = build_model("lenet5", bits, scale, seed=0)
     images, labels = to_uint8(sub.x_train), sub.y_train.numpy()
-    t = time.perf_counter()
-    seen = reference.train_steps(model, images, labels, steps)
-    ref = seen / (time.perf_counter() - t)
+    seen, seconds, _ = run_reference("train_steps", ("lenet5", bits, scale, 0), None, images, labels, steps)
+    ref = seen / seconds
     return {"ours": ours, "reference": ref, "ratio": ours / ref, "unit": "images/s", "steps": steps}
 
 
@@ -115,12 +133,9 @@ def bench_noise_sweep(data: CIFAR10Data, repeats: int) -> dict:
         noise_sweep(model, data.x_test, data.y_test, DEFAULT_SIGMAS, repeats, seed=0, progress=False)
     )
     t_ours = time.perf_counter() - t
-    t = time.perf_counter()
-    ref = pd.DataFrame(
-        reference.noise_sweep(model, to_uint8(data.x_test), data.y_test.numpy(), DEFAULT_SIGMAS, repeats),
-        columns=["sigma", "repeat", "accuracy"],
-    )
-    t_ref = time.perf_counter() - t
+    rows, t_ref, _ = run_reference("noise_sweep", ("lenet5", 8, 1.0, 0), model.state_dict(), to_uint8(data.x_test),
+                                data.y_test.numpy(), [float(s) for s in DEFAULT_SIGMAS], repeats)
+    ref = pd.DataFrame(rows, columns=["sigma", "repeat", "accuracy"])
     ref = summarize_sweep(ref)
     return {
         "ours": t_ours,

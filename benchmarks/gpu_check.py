@@ -32,7 +32,11 @@ For LeNet-5, ResNet-18 and VGG-11 (``--archs``) on ``--device``:
   history) and noise curves are equal;
 - ``frozen_vs_brevitas``: evaluation with frozen quantizers
   (:func:`paperlib.inference.frozen_quantizers`) against Brevitas' forward on
-  the same batch: bitwise equal or not, and the largest difference.
+  the same batch: bitwise equal or not, and the largest difference;
+- ``pack`` (LeNet-5 and ResNet-18; fp32, 8-bit constant and dynamic): training images/s of one network in
+  :func:`paperlib.train` and of packs of several in :func:`paperlib.pack.train_pack`
+  (all networks' images counted; same data pipeline: each network its own
+  order, augmentation and noise), and each pack's speed-up over one network.
 
 Writes one JSON object (``--out``) and prints it.
 """
@@ -222,7 +226,52 @@ def _check_arch(arch: str, dev: torch.device, steps: int) -> dict:
             for kind, (timed, variant) in BUDGET_KINDS.items()
         }
     r["trained_twice"] = trained_twice(arch, dev)  # run() chooses its kernels itself (deterministic by default)
+    if arch in PACK_SIZES:
+        with reproducible(dev, deterministic=True):
+            r["pack"] = {name: pack_speed(arch, dev, PACK_SIZES[arch] if steps >= 10 else (2,), steps, bits, scale)
+                         for name, (bits, scale) in VARIANTS.items()}
     return r
+
+
+#: Pack sizes that ``pack`` times per architecture (VGG-11's 4096-wide classifier makes its packs memory-bound).
+PACK_SIZES: dict[str, tuple[int, ...]] = {"lenet5": (8, 32, 64), "resnet18": (4, 8)}
+
+
+def pack_speed(arch: str, dev: torch.device, sizes: tuple[int, ...], steps: int, bits: int | None = None,
+               scale: float | None = None, batch: int = 128) -> dict:
+    """Training images/s of one network (``train``) and of packs of ``sizes`` networks (``train_pack``).
+
+    One epoch of ``steps`` batches of random images per network (with augmentation and noise at sigma 0.1, as
+    noisy training), the per-epoch test pass on 1,000 images not counted; a dynamic scale in its learned phase
+    (its statistics end after the first step). Returns ``{"one": images/s, "packs": {n: images/s},
+    "speedup": {n: pack / one}}``.
+    """
+    from paperlib import TrainConfig, train
+    from paperlib.pack import train_pack
+
+    g = torch.Generator().manual_seed(0)
+    n_train = steps * batch
+    data = CIFAR10Data(torch.randn(n_train, 3, 32, 32, generator=g), torch.randint(0, 10, (n_train,), generator=g),
+                       torch.randn(1000, 3, 32, 32, generator=g), torch.randint(0, 10, (1000,), generator=g),
+                       "random images").to(dev)
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=batch, sigma_train=0.1)
+
+    def model(seed: int) -> torch.nn.Module:
+        m = build_model(arch, bits, scale, seed=seed)
+        for q in m.modules():
+            if isinstance(q, ParameterFromRuntimeStatsScaling):
+                q.collect_stats_steps = 1
+        return m
+
+    train(model(0), data, cfg, device=dev, progress=False)  # warm-up
+    one = train(model(0), data, cfg, device=dev, progress=False).images_per_s
+    packs = {}
+    for n in sizes:
+        configs = [replace(cfg, seed=s) for s in range(n)]
+        train_pack([model(s) for s in range(n)], data, configs, device=dev, progress=False)
+        packs[n] = train_pack([model(s) for s in range(n)], data, configs, device=dev, progress=False)[0].images_per_s
+    return {"one": one, "packs": packs, "speedup": {n: v / one for n, v in packs.items()}, "steps": steps,
+            "batch": batch}
 
 
 def main(argv: list[str] | None = None) -> int:

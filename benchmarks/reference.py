@@ -75,3 +75,38 @@ def noise_sweep(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, 
             out.append((float(sigma), r, correct / len(labels)))
     set_noise(model, 0.0)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one reference job in this process: ``python -m benchmarks.reference JOB OUT``.
+
+    ``JOB`` is a ``torch.save`` of ``{"fn": "train_steps" | "noise_sweep", "model": (arch, bits, scale, seed),
+    "state_dict": dict or None, "args": [...], "kwargs": {...}}``; ``OUT`` gets ``{"result": ..., "seconds": ...}``
+    and ``"omp_wait_policy"`` (JSON), the seconds of the call alone. torch is loaded before paperlib here, as in
+    the authors' scripts, so OpenMP keeps its own default wait policy (``paperlib.threads``).
+    """
+    import json
+    import sys
+    import time
+    from pathlib import Path
+
+    from paperlib import build_model
+
+    job_file, out_file = (argv if argv is not None else sys.argv[1:])
+    job = torch.load(job_file, weights_only=False)
+    model = build_model(*job["model"])
+    if job["state_dict"] is not None:
+        model.load_state_dict(job["state_dict"])
+    fn = {"train_steps": train_steps, "noise_sweep": noise_sweep}[job["fn"]]
+    t = time.perf_counter()
+    result = fn(model, *job["args"], **job["kwargs"])
+    seconds = time.perf_counter() - t
+    import os
+
+    Path(out_file).write_text(json.dumps({"result": result, "seconds": seconds,
+                                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,6 +16,8 @@ Three layers, each importing only the ones above it in this list:
 """
 import logging as _logging
 
+from . import threads as _threads  # noqa: F401  first: it asks OpenMP's idle threads to sleep before torch loads (its docstring)
+
 # Brevitas imports torch.utils.cpp_extension, which logs a warning on machines with a CUDA folder but no CUDA
 # runtime ("No CUDA runtime is found"); it says nothing about paperlib's numbers and would land in every notebook.
 _logging.getLogger("torch.utils.cpp_extension").setLevel(_logging.ERROR)
@@ -37,6 +39,7 @@ from .noise import (
     set_noise,
     weight_layers,
 )
+from .pack import pack_evaluate_pairs, pack_models, train_pack
 from .quant import BIT_WIDTHS, CONST_SCALE_MAX
 from .runs import (
     PROFILES,
@@ -96,11 +99,14 @@ __all__ = [
     "noise_site_table",
     "noise_sites",
     "noise_sweep",
+    "pack_evaluate_pairs",
+    "pack_models",
     "resolve_device",
     "run",
     "run_sweep",
     "set_noise",
     "summarize_sweep",
     "train",
+    "train_pack",
     "weight_layers",
 ]

@@ -59,7 +59,7 @@ from .device import tf32
 from .evaluate import eval_mode
 from .inference import _conv, _linear, _plain_io, frozen_quantizers
 from .noise import FROZEN_WEIGHT_ATTR, noise_modules, noise_settings, set_noise
-from .threads import numeric_threads
+from .threads import NUMERIC_THREADS, numeric_threads
 
 _ZERO_CLIP = 1e-7  # aihwkit's floor on max|W| and on g_T / g_max
 _READOUT_MIN = 1e-4  # aihwkit's floor on the compensation readout mean|W|
@@ -200,7 +200,7 @@ def program_weight(
     nu of g+ and g-, read noise of g+ and g-.
     """
     _check_generator(generator)
-    with numeric_threads():  # reductions (max, mean) give the same bits on any thread count
+    with numeric_threads(NUMERIC_THREADS):  # a mean over the weights: its bits depend on the thread count
         w = weight.detach().to(device=generator.device, dtype=torch.float64)
         g_plus, g_minus, scale = pcm.to_conductances(w)
         p_plus, p_minus = pcm.programming_noise(g_plus, generator), pcm.programming_noise(g_minus, generator)

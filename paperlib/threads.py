@@ -27,19 +27,52 @@ for ``numeric_threads(n)`` with ``n > 1`` on a shared machine should set it.
 What may still change the numbers: another CPU instruction set (oneDNN and
 MKL pick other kernels on, e.g., AVX-512 than on AVX2), other torch/oneDNN/MKL
 builds, a GPU instead of the CPU, and an explicit ``numeric_threads(n)`` with
-``n != 1``.
+``n != 1`` around a backward pass or a full reduction.
+
+Evaluation uses every core it has (docs/protocol.md §12). A forward pass
+without autograd -- the convolutions, matmuls, pooling and elementwise ops of
+a noise sweep, frozen quantizers and batch norm in eval mode included --
+splits its outputs, not its sums, across threads, so its bits are the same on
+any thread count (tests/test_threads.py: logits of LeNet-5, VGG-11 and
+ResNet-18, fp32 and QAT, noise on, on 1, 2 and 3 threads). So
+``numeric_threads()`` inside ``torch.no_grad()`` (as in
+:func:`paperlib.accuracy` and :func:`paperlib.evaluate_pairs`) runs on
+:func:`evaluation_threads`: the process's share of the CPU. A full reduction
+over a large tensor (``sum``, ``mean``) does depend on the thread count; code
+without autograd that takes one asks for ``numeric_threads(NUMERIC_THREADS)``
+(:mod:`paperlib.pcm`).
+
+Many threads on a busy machine are only safe when OpenMP's idle threads sleep:
+with torch's default they spin, and a forward pass on 2 threads beside one
+other job per core ran 1.2-4x slower than on 1 thread (LeNet-5, VGG-11,
+ResNet-18); with ``OMP_WAIT_POLICY=PASSIVE`` it ran as fast as on 1 thread,
+and 1.3-1.7x faster on a quiet machine. OpenMP reads that variable once, when
+torch loads, so this module sets it (unless the environment already does)
+when it is imported before torch, which ``import paperlib`` does first
+(:data:`PASSIVE_WAIT`); where torch was loaded before with spinning threads,
+evaluation keeps to :data:`NUMERIC_THREADS`.
 Work whose result does not depend on the thread count, like the chunked
 noise draws of :func:`paperlib.noise.standard_normal`, uses the process's share
-of the CPU (:func:`process_threads`) instead.
+of the CPU (:func:`process_threads`) too.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Iterator
 
-import torch
+#: Whether torch was loaded before this module (then OpenMP has read its wait policy already).
+TORCH_LOADED_FIRST = "torch" in sys.modules
+#: ``OMP_WAIT_POLICY`` as the environment had it before this module (None: unset).
+USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+if not TORCH_LOADED_FIRST:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+#: Whether torch's OpenMP threads sleep while they wait for work (``OMP_WAIT_POLICY=PASSIVE`` when torch loaded).
+PASSIVE_WAIT = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+import torch  # noqa: E402  (after the wait policy: OpenMP reads it when torch loads)
 
 #: Intra-op threads of every CPU op that trains or evaluates a network (see the module docstring).
 NUMERIC_THREADS = 1
@@ -79,16 +112,28 @@ def _torch_threads(n: int) -> Iterator[None]:
             torch.set_num_threads(saved)
 
 
+def evaluation_threads() -> int:
+    """Intra-op threads of a forward pass without autograd: :func:`process_threads` where OpenMP's idle threads
+    sleep (:data:`PASSIVE_WAIT`), else :data:`NUMERIC_THREADS` (module docstring)."""
+    return process_threads() if PASSIVE_WAIT else NUMERIC_THREADS
+
+
 @contextlib.contextmanager
-def numeric_threads(n: int = NUMERIC_THREADS) -> Iterator[None]:
+def numeric_threads(n: int | None = None) -> Iterator[None]:
     """Run torch's CPU ops in this block on ``n`` intra-op threads; the previous count is restored on exit.
 
-    Nestable; acts on the calling thread (torch keeps one count per thread),
+    ``n`` None (the numerics of :func:`paperlib.train` and of the evaluations):
+    :data:`NUMERIC_THREADS` where autograd records (a backward pass's sums
+    split across threads), :func:`evaluation_threads` inside ``torch.no_grad()``
+    or inference mode (a forward pass's bits do not depend on the count; module
+    docstring). Nestable; acts on the calling thread (torch keeps one count per thread),
     so concurrent Dask tasks in one worker do not undo each other's setting.
     Inside the block :func:`process_threads` still reports the count from
-    outside it. The default :data:`NUMERIC_THREADS` makes CPU results
-    independent of the executor, the core count and the load (module docstring).
+    outside it. Either way CPU results are independent of the executor, the
+    core count and the load (module docstring).
     """
+    if n is None:
+        n = NUMERIC_THREADS if torch.is_grad_enabled() else evaluation_threads()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"numeric_threads takes a whole number of threads >= 1, got {n!r}")
     outer = getattr(_local, "outer", None)

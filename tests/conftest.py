@@ -3,6 +3,9 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+import paperlib  # noqa: F401  first: it asks OpenMP's idle threads to sleep before torch loads (paperlib.threads)
+
+# isort: split
 import numpy as np
 import pytest
 import torch

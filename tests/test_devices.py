@@ -37,6 +37,9 @@ def test_fast_training_and_frozen_evaluation_equal_brevitas_on_the_device(device
     speed = lenet["train_images_per_s"]  # a dynamic scale is charged its learned phase (nearly all of a training)
     assert budget["qat-dynamic"][0] == 128 / speed["int8_dynamic_learned_fast"]
     assert budget["qat-constant"][0] == 128 / speed["int8_constant_fast"] and budget["fp32"][0] == 128 / speed["fp32"]
+    assert set(lenet["pack"]) == {"fp32", "int8_constant", "int8_dynamic"}
+    for pack in lenet["pack"].values():  # a pack of 2 networks against one
+        assert pack["one"] > 0 and set(pack["packs"]) == {2} and pack["speedup"][2] == pack["packs"][2] / pack["one"]
 
 
 def test_the_comparison_sees_one_flipped_bit():

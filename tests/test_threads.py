@@ -124,3 +124,103 @@ def test_a_dask_task_runs_on_one_thread_and_gives_it_back():
 def test_dask_executor_refuses_a_bad_thread_count(bad):
     with pytest.raises(ValueError, match="threads_per_worker must be a whole number >= 1"):
         dask_executor(threads_per_worker=bad)
+
+
+# Evaluation on every core (paperlib.threads' docstring; docs/protocol.md §12).
+
+FORWARD_MODELS = [(arch, bits, scale) for arch in ("lenet5", "vgg11", "resnet18")
+                  for bits, scale in ((None, None), (8, 1.0), (4, None))]
+
+
+@pytest.mark.parametrize("arch,bits,scale", FORWARD_MODELS)
+def test_a_forward_pass_without_autograd_gives_the_same_bits_on_any_thread_count(torch_threads, arch, bits, scale):
+    from paperlib import build_model, set_noise
+    from paperlib.inference import frozen_quantizers
+
+    model = build_model(arch, bits, scale, seed=0)
+    x = torch.randn(96, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model(x[:32])  # batch-norm running statistics and a dynamic scale's statistics, as after training
+    model.eval()
+    logits = {}
+    for threads in (1, 2, 3):
+        with torch.no_grad(), numeric_threads(threads), frozen_quantizers(model):
+            set_noise(model, 0.5, generator=torch.Generator().manual_seed(7))
+            logits[threads] = model(x)
+            set_noise(model, 0.0)
+    assert logits[1].abs().sum() > 0
+    assert torch.equal(logits[1], logits[2]) and torch.equal(logits[1], logits[3])
+
+
+def test_numeric_threads_gives_evaluations_the_process_share_and_training_one_thread(torch_threads, monkeypatch):
+    from paperlib import threads
+
+    torch_threads(2)
+    share = min(2, cpu_count())
+    monkeypatch.setattr(threads, "PASSIVE_WAIT", True)
+    with numeric_threads():
+        assert torch.get_num_threads() == NUMERIC_THREADS == 1  # autograd records: a backward pass may follow
+        with torch.no_grad(), numeric_threads():
+            assert torch.get_num_threads() == share  # the process's share, from outside the training's block
+        with torch.inference_mode(), numeric_threads():
+            assert torch.get_num_threads() == share
+        assert torch.get_num_threads() == 1
+    with torch.no_grad(), numeric_threads(1):
+        assert torch.get_num_threads() == 1  # an explicit count is kept
+    monkeypatch.setattr(threads, "PASSIVE_WAIT", False)  # OpenMP's idle threads spin: one thread
+    with torch.no_grad(), numeric_threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_an_evaluation_gives_the_same_numbers_on_one_thread_and_on_the_process_share(torch_threads, monkeypatch):
+    from paperlib import build_model, evaluate_pairs, threads
+
+    monkeypatch.setattr(threads, "PASSIVE_WAIT", True)
+    model = build_model("lenet5", 8, None, seed=0)
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(300, 3, 32, 32, generator=g), torch.randint(0, 10, (300,), generator=g)
+    with torch.no_grad():
+        model(x[:64])
+    pairs = [(0.0, 0), (0.5, 0), (0.5, 1), (2.0, 0)]
+    frames = []
+    for threads_outside in (1, 2, 3):
+        torch_threads(threads_outside)
+        frames.append(evaluate_pairs(model, x, y, pairs, seed=4, max_batch=128, progress=False))
+    assert frames[0].accuracy.nunique() > 1
+    assert frames[0].equals(frames[1]) and frames[0].equals(frames[2])
+
+
+def test_a_pcm_weight_programmed_without_autograd_gives_the_same_bits_on_any_thread_count(torch_threads,
+                                                                                          monkeypatch):
+    from paperlib import threads
+    from paperlib.pcm import program_weight
+
+    monkeypatch.setattr(threads, "PASSIVE_WAIT", True)
+    weight = torch.randn(2000, 2000, generator=torch.Generator().manual_seed(3))  # a mean over 4 million weights
+    out = {}
+    for threads_outside in (1, 2):
+        torch_threads(threads_outside)
+        with torch.no_grad(), numeric_threads():  # as in pcm_sweep: the process's share outside
+            out[threads_outside] = program_weight(weight, 3600.0, generator=torch.Generator().manual_seed(5))
+    assert out[1][1] != 1.0 and out[1][1] == out[2][1]  # the drift compensation's factor
+    assert torch.equal(out[1][0], out[2][0])
+
+
+@pytest.mark.parametrize("first,env,passive", [
+    ("import paperlib", {}, True),
+    ("import torch, paperlib", {}, False),  # torch loaded first: OpenMP has read its wait policy already
+    ("import paperlib", {"OMP_WAIT_POLICY": "ACTIVE"}, False),  # the environment's choice is kept
+    ("import torch, paperlib", {"OMP_WAIT_POLICY": "passive"}, True),
+])
+def test_importing_paperlib_first_lets_openmp_threads_sleep(first, env, passive):
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
+    code = f"{first}, os; print(os.environ.get('OMP_WAIT_POLICY'), paperlib.threads.PASSIVE_WAIT)"
+    out = subprocess.run([sys.executable, "-c", f"import os; {code}"], env=environ, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[1] == str(passive)
+    assert out[0] == env.get("OMP_WAIT_POLICY", "PASSIVE" if first == "import paperlib" else "None")
