@@ -52,7 +52,7 @@ from .evaluate import eval_mode
 from .fastquant import fast_qat
 from .noise import GaussianNoise, check_sigma, noise_settings, set_noise
 from .threads import numeric_threads
-from .training import TrainConfig, TrainResult, _own_global_rng
+from .training import TrainConfig, TrainResult, _global_rng, _own_global_rng, _set_global_rng
 
 #: Config fields in which the networks of one pack may differ; the rest are the pack's.
 PER_NETWORK_FIELDS: tuple[str, ...] = ("seed", "sigma_train")
@@ -340,25 +340,12 @@ class _global_rng_state:  # noqa: N801  (a context manager used like a function)
         self.state, self.device = state, device
 
     def __enter__(self) -> None:
-        self.saved = _rng_get(self.device)
-        _rng_set(self.state, self.device)
+        self.saved = _global_rng(self.device)
+        _set_global_rng(self.state, self.device)
 
     def __exit__(self, *exc) -> None:
-        self.state.update(_rng_get(self.device))
-        _rng_set(self.saved, self.device)
-
-
-def _rng_get(device: torch.device) -> dict:
-    out = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        out["cuda"] = torch.cuda.get_rng_state(device)
-    return out
-
-
-def _rng_set(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        self.state.update(_global_rng(self.device))
+        _set_global_rng(self.saved, self.device)
 
 
 def _noise_copy(m: GaussianNoise) -> GaussianNoise:
@@ -594,7 +581,7 @@ def train_pack(
     streams = []
     for c in configs:  # each network's own stream of the global RNG, seeded as train() seeds it
         with _own_global_rng(c.seed, dev, None):
-            streams.append(_rng_get(dev))
+            streams.append(_global_rng(dev))
     for d in dropouts:
         d.states = streams
     noise_views = [network_noise_modules(pack, i) for i in range(n_nets)]
