@@ -21,15 +21,17 @@ draws them for that network alone. What differs from training alone is the
 kernels: a grouped convolution or a batched matmul may sum in another order
 than one network's, so a pack's network equals the same network trained
 alone to float tolerance, not bit for bit (tests/test_pack.py measures the
-difference). A pack is therefore its own way of training, recorded as such.
+difference). A pack is therefore its own way of training: a result made in
+one must say so (the run engine does not train packs yet).
 
 Quantized networks pack too (the layers :mod:`paperlib.quant` builds, on
 the fast QAT path of :mod:`paperlib.fastquant`): each network's weights are
 quantized with their own scales (per network, or per network and output
 channel) in one op over the stacked weights; a constant-scale ReLU
 quantizer is one elementwise op for all; a dynamic-scale one is each
-network's own module on its channels (its own statistics, then its own
-learned scale), one after another. Noise on activations, any noise kind of
+network's own module on its channels, one after another, while the networks
+collect their statistics, then one op with each network's learned scale
+(:class:`PackedActQuant`). Noise on activations, any noise kind of
 :mod:`paperlib.noise` but ``"weight"`` (weight noise trains alone).
 """
 from __future__ import annotations
@@ -429,8 +431,8 @@ def pack_models(models: Sequence[nn.Module]) -> nn.Module:
 
 
 def unpack_into(pack: nn.Module, models: Sequence[nn.Module | None]) -> None:
-    """Copy each network's weights and batch-norm statistics from ``pack`` into ``models`` (as given to
-    :func:`pack_models`), in place; a None entry is skipped."""
+    """Copy each network's weights, batch-norm statistics and dynamic scales' state from ``pack`` into ``models``
+    (as given to :func:`pack_models`), in place; a None entry is skipped."""
     if len(models) != pack.networks:
         raise ValueError(f"the pack holds {pack.networks} networks, got {len(models)} models to unpack into")
     _unpack_module(pack, list(models))
