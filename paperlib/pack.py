@@ -51,7 +51,16 @@ from torch import Tensor, nn
 from .data import CIFAR10Data, augment
 from .device import resolve_device, tf32
 from .evaluate import eval_mode
-from .fastquant import fast_qat
+from .fastquant import (
+    _SPEC_ATTR,
+    ActFakeQuant,
+    WeightFakeQuant,
+    _plain_fp32,
+    _relu_spec,
+    _Unsupported,
+    _weight_spec,
+    fast_qat,
+)
 from .noise import GaussianNoise, check_sigma, noise_settings, set_noise
 from .threads import numeric_threads
 from .training import TrainConfig, TrainResult, _global_rng, _own_global_rng, _set_global_rng
@@ -77,7 +86,10 @@ class PackedConv2d(nn.Module):
         self.bias = None if c.bias is None else nn.Parameter(torch.cat([m.bias.detach() for m in convs]))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.n * self.groups)
+        return self._conv(x, self.weight)
+
+    def _conv(self, x: Tensor, weight: Tensor) -> Tensor:
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.n * self.groups)
 
     def unpack_into(self, convs: Sequence[nn.Conv2d]) -> None:
         """Copy network ``n``'s weights into ``convs[n]``."""
@@ -155,8 +167,6 @@ class PackedBatchNorm2d(nn.BatchNorm2d):
 
 def _weight_quant_spec(layers: Sequence[nn.Module]):
     """The fast path's weight quantizer of ``layers`` (one spec for all of them), or one clear error."""
-    from .fastquant import _Unsupported, _weight_spec
-
     try:
         specs = [_weight_spec(m) for m in layers]
     except (_Unsupported, AttributeError) as e:
@@ -175,8 +185,6 @@ def _quantized_weight(w: Tensor, rows: int, spec) -> Tensor:
     """``N`` networks' stacked weight ``w`` fake-quantized as each network's layer quantizes its own
     (:class:`paperlib.fastquant.WeightFakeQuant`): ``rows`` scales, one per network (per-tensor quantizers) or
     one per network and output channel (per-channel ones)."""
-    from .fastquant import WeightFakeQuant
-
     flat = w.reshape(rows, -1)
     shape = (rows,) + (1,) * (flat.dim() - 1)
     return WeightFakeQuant.apply(flat, spec.threshold(w.device), spec.min_val, spec.qmax, True, shape).view(w.shape)
@@ -193,8 +201,7 @@ class PackedQuantConv2d(PackedConv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         rows = self.n * (self.cout if self.spec.per_channel else 1)
-        w = _quantized_weight(self.weight, rows, self.spec)
-        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.n * self.groups)
+        return self._conv(x, _quantized_weight(self.weight, rows, self.spec))
 
 
 class PackedQuantLinear(PackedLinear):
@@ -282,11 +289,14 @@ class PackedActQuant(_PerNetwork):
     scale sums its network's elements in another order (float tolerance).
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        from .fastquant import _SPEC_ATTR, ActFakeQuant, _plain_fp32
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        super().__init__(modules)
+        #: each network's Brevitas scale (counter, statistics buffer, learned value)
+        self.scalings = [m.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl for m in self.nets]
 
+    def forward(self, x: Tensor) -> Tensor:
         spec = self.nets[0].__dict__.get(_SPEC_ATTR)  # set while paperlib.fastquant.fast_qat is on
-        scalings = [m.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl for m in self.nets]
+        scalings = self.scalings
         if spec is None or not _plain_fp32(x) or not x.is_contiguous() or any(
                 sc.training and sc.counter < sc.collect_stats_steps for sc in scalings):
             return super().forward(x)
@@ -318,8 +328,6 @@ class PackedActQuant(_PerNetwork):
 def _const_act_quant(relus: Sequence[nn.Module]) -> nn.Module | None:
     """One copy of ``relus[0]`` when every network's ReLU quantizer has the same constant scale (an elementwise
     op: one module serves the whole pack), else None."""
-    from .fastquant import _relu_spec, _Unsupported
-
     try:
         specs = [_relu_spec(m) for m in relus]
     except (_Unsupported, AttributeError) as e:
