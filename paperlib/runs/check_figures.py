@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .fingerprint import RESULT_MODULES, changed_modules, code_fingerprint, compute_fingerprint
+from .fingerprint import RESULT_MODULES, changed_modules, compute_fingerprint, current_codes
 
 #: Modules that turn cached results into a figure's numbers (fits, summaries, tables), beside RESULT_MODULES;
 #: paths below ``paperlib/`` without ``.py``.
@@ -63,8 +63,17 @@ def read_fingerprint(csv: Path) -> dict | None:
     return None
 
 
-def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
-    """Problems of one figure CSV against the checkout's fingerprint ``current`` (empty: current)."""
+def _codes(results_code: str | set[str]) -> set[str]:
+    return {results_code} if isinstance(results_code, str) else set(results_code)
+
+
+def _named(codes: set[str]) -> str:
+    return " or ".join(sorted(codes))
+
+
+def check_file(csv: Path, current: dict, results_code: str | set[str]) -> list[str]:
+    """Problems of one figure CSV against the checkout's fingerprint ``current`` (empty: current); ``results_code``:
+    the code hash(es) of the results this checkout makes (alone and in packs, :func:`current_codes`)."""
     try:
         saved = read_fingerprint(csv)
     except (OSError, ValueError) as exc:
@@ -79,10 +88,11 @@ def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
     changed = changed_modules(saved, current)
     if changed:
         problems.append(f"{csv}: made by code whose {', '.join(changed)} differ(s) from this checkout's; regenerate it")
-    stale = [c for c in saved.get("results_code", []) if c != results_code]
+    codes = _codes(results_code)
+    stale = [c for c in saved.get("results_code", []) if c not in codes]
     if stale:
         problems.append(f"{csv}: shows cached results of other code ({', '.join(stale)}; this checkout: "
-                        f"{results_code}); regenerate it")
+                        f"{_named(codes)}); regenerate it")
     return problems
 
 
@@ -100,7 +110,7 @@ def notebook_codes(nb: dict) -> set[str]:
     return {m for t in texts for m in CAPTION_CODE.findall("".join(t) if isinstance(t, list) else t)}
 
 
-def check_notebook(notebook: Path, results_code: str) -> list[str]:
+def check_notebook(notebook: Path, results_code: str | set[str]) -> list[str]:
     """Problems of one executed notebook: it names no results code, another code's, or a machine's folder."""
     try:
         nb = json.loads(notebook.read_text(encoding="utf-8"))
@@ -110,10 +120,11 @@ def check_notebook(notebook: Path, results_code: str) -> list[str]:
     if not codes:
         return [f"{notebook}: its outputs name no code of the results they show (not executed, or made before "
                 f"captions named it); regenerate it"]
-    stale = sorted(codes - {results_code})
+    current = _codes(results_code)
+    stale = sorted(codes - current)
     if stale:
         return [f"{notebook}: shows cached results of other code ({', '.join(stale)}; this checkout: "
-                f"{results_code}); regenerate it"]
+                f"{_named(current)}); regenerate it"]
     return machine_paths(notebook, nb)
 
 
@@ -138,7 +149,7 @@ def check(folder: str | Path) -> list[str]:
         return [f"{folder} is not a folder of figures"]
     fp = compute_fingerprint(FIGURE_MODULES)
     current = {"modules": fp["modules"], "packages": fp["packages"]}
-    results_code = code_fingerprint()["code"]
+    results_code = current_codes()
     problems = []
     csvs = sorted(folder.rglob("*.csv"))
     for csv in csvs:
