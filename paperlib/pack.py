@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from pathlib import Path
 
 import brevitas.nn as qnn
 import pandas as pd
@@ -48,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .atomic import write_atomic
 from .data import CIFAR10Data, augment
 from .device import resolve_device, tf32
 from .evaluate import eval_mode
@@ -62,6 +65,8 @@ from .fastquant import (
     fast_qat,
 )
 from .noise import GaussianNoise, check_sigma, noise_settings, set_noise
+from .quant import load_stats_collection_state, stats_collection_state
+from .resume import quantizers_kept
 from .threads import numeric_threads
 from .training import TrainConfig, TrainResult, _global_rng, _own_global_rng, _set_global_rng
 
@@ -545,12 +550,36 @@ def _check_configs(configs: Sequence[TrainConfig]) -> None:
         raise ValueError("a pack trains with noise on activations; weight noise (noise_kind='weight') trains alone")
 
 
+def _resume(ckpt: Path, pack: nn.Module, opt, sched, gens: list, streams: list[dict], results: list[TrainResult],
+            live: list[bool], configs: Sequence[TrainConfig], dev: torch.device) -> int:
+    """Restore :func:`train_pack`'s state from checkpoint ``ckpt`` in place; returns the epochs it had finished."""
+    state = torch.load(ckpt, map_location=dev, weights_only=False)
+    if state["configs"] != [c.state() for c in configs]:
+        raise ValueError(f"checkpoint {ckpt} was written for another pack ({len(state['configs'])} networks with "
+                         f"other configs); delete it or pass another path")
+    with quantizers_kept():  # else the optimizer would lose the learned scales (paperlib.resume)
+        pack.load_state_dict(state["pack"])
+    load_stats_collection_state(pack, state["quant_stats"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    for g, s in zip(gens, state["generators"]):
+        g.set_state(s.cpu())  # set_state takes a CPU byte tensor, also for a CUDA generator
+    for own, saved in zip(streams, state["streams"]):
+        own.update(saved)  # the dropout modules hold these very dicts
+    for r, history, ok, error in zip(results, state["histories"], state["live"], state["errors"]):
+        r.history, r.error = history, error
+        r.diverged = not ok
+    live[:] = state["live"]
+    return state["epoch"]
+
+
 def train_pack(
     models: Sequence[nn.Module],
     data: CIFAR10Data,
     configs: Sequence[TrainConfig],
     *,
     device: str | torch.device = "auto",
+    checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     on_epoch: Callable[[int, list[dict]], None] | None = None,
 ) -> list[TrainResult]:
@@ -562,6 +591,9 @@ def train_pack(
         data: training and test tensors (normalized), shared by the networks.
         configs: one :class:`paperlib.TrainConfig` per network; they may differ in :data:`PER_NETWORK_FIELDS` only.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` ...
+        checkpoint: file written atomically after every epoch (the pack's weights, quantizer statistics, Adam and
+            schedule, each network's generator, dropout stream, history and divergence); when it exists (written
+            for the same configs) training resumes from it, to the numbers of an uninterrupted pack.
         progress: show a tqdm bar.
         on_epoch: called after each epoch with the epoch (from 1) and each network's history entry.
 
@@ -595,6 +627,10 @@ def train_pack(
     for d in dropouts:
         d.states = streams
     noise_views = [network_noise_modules(pack, i) for i in range(n_nets)]
+    start, ckpt = 0, Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.is_file():
+        start = _resume(ckpt, pack, opt, sched, gens, streams, results, live, configs, dev)
+        unpack_into(pack, models)
     n = len(data.y_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     t0, train_time, images = time.perf_counter(), 0.0, 0
@@ -602,10 +638,10 @@ def train_pack(
         numeric_threads(),
         tf32(config.allow_tf32),
         fast_qat(pack),  # the quantized ReLUs' fast forward, as train() runs them (their own, per network)
-        tqdm(total=config.epochs, desc=f"train pack of {n_nets}", unit="epoch", disable=not progress,
+        tqdm(total=config.epochs, initial=start, desc=f"train pack of {n_nets}", unit="epoch", disable=not progress,
              leave=False) as bar,
     ):
-        for epoch in range(config.epochs):
+        for epoch in range(start, config.epochs if any(live) else start):
             pack.train()
             sigmas = [c.sigma_at(epoch) for c in configs]
             sampling = config.sigma_sampling
@@ -673,6 +709,13 @@ def train_pack(
                 results[i].history.append(entry)
                 entries.append(entry)
             bar.update()
+            if ckpt is not None:
+                state = {"configs": [c.state() for c in configs], "epoch": epoch + 1, "pack": pack.state_dict(),
+                         "quant_stats": stats_collection_state(pack), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "generators": [g.get_state() for g in gens],
+                         "streams": streams, "histories": [r.history for r in results], "live": live,
+                         "errors": [r.error for r in results]}
+                write_atomic(ckpt, lambda f, state=state: torch.save(state, f))
             if on_epoch is not None:
                 on_epoch(epoch + 1, entries)
             if not any(live):

@@ -38,7 +38,9 @@ def _other_code(monkeypatch, module="training"):
     fp = code_fingerprint()
     fp["modules"][module] = "0" * 16
     fp["code"] = "feedfacefeedface"
-    monkeypatch.setattr(experiment, "code_fingerprint", lambda: json.loads(json.dumps(fp)))
+    pack_fp = {**fp, "code": "feedfacefeedfac0"}  # a pack's fingerprint of the same other code
+    monkeypatch.setattr(experiment, "code_fingerprint",
+                        lambda packed=False: json.loads(json.dumps(pack_fp if packed else fp)))
     monkeypatch.setattr(provenance, "code_fingerprint", lambda: json.loads(json.dumps(fp)))
     return fp
 

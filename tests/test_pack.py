@@ -234,3 +234,50 @@ def test_a_pack_of_quantized_networks_refuses_mixed_scales():
         pack_models([build_model("lenet5", 8, 1.0, seed=0), build_model("lenet5", 8, 2.0, seed=1)])
     with pytest.raises(ValueError, match="weight quantizers differ"):
         pack_models([build_model("lenet5", 8, None, seed=0), build_model("lenet5", 4, None, seed=1)])
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _stop_after(epoch: int):
+    def on_epoch(e, entries):
+        if e == epoch:
+            raise _Interrupted
+    return on_epoch
+
+
+@pytest.mark.parametrize("arch,bits,scale,sigmas", [
+    ("lenet5", 8, None, (0.0, 0.3, 3e38)),  # a dynamic scale's statistics then its learned value; one diverges
+    ("vgg11", None, None, (0.0, 0.2)),  # each network's dropout stream
+])
+def test_an_interrupted_pack_resumes_to_the_uninterrupted_numbers(tmp_path, arch, bits, scale, sigmas):
+    from paperlib.quant import stats_collection_state
+
+    n_train, batch = (96, 32) if arch == "lenet5" else (16, 8)
+    data = _data(n_train=n_train, n_test=8 if arch == "vgg11" else 50)
+    configs = [TrainConfig(epochs=3, lr=1e-3, batch_size=batch, seed=s, sigma_train=sig, sigma_sampling="sample",
+                           sigma_theta=0.2) for s, sig in zip(range(len(sigmas)), sigmas)]
+
+    def models():
+        return [_qat(arch, bits, scale, c.seed, collect_steps=4) for c in configs]
+
+    whole = models()
+    expected = train_pack(whole, data, configs, device="cpu", progress=False)
+    ckpt = tmp_path / "pack.pt"
+    with pytest.raises(_Interrupted):
+        train_pack(models(), data, configs, device="cpu", progress=False, checkpoint=ckpt, on_epoch=_stop_after(1))
+    assert ckpt.is_file()
+    resumed_models = models()  # a new process: networks built from their seeds again
+    resumed = train_pack(resumed_models, data, configs, device="cpu", progress=False, checkpoint=ckpt)
+    for a, b, ma, mb in zip(expected, resumed, whole, resumed_models):
+        assert (a.history, a.diverged, a.error) == (b.history, b.diverged, b.error)
+        if not a.diverged:
+            for (name, wa), wb in zip(ma.state_dict().items(), mb.state_dict().values()):
+                assert torch.equal(wa, wb), name
+            sa, sb = stats_collection_state(ma), stats_collection_state(mb)
+            assert [v["counter"] for v in sa.values()] == [v["counter"] for v in sb.values()]
+    assert expected[-1].diverged == (sigmas[-1] > 1e30)
+    assert len(expected[0].history) == 3
+    with pytest.raises(ValueError, match="was written for another pack"):
+        train_pack(models()[:1], data, configs[:1], device="cpu", progress=False, checkpoint=ckpt)

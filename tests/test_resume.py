@@ -144,3 +144,57 @@ def test_a_resumed_training_draws_the_dropout_masks_of_an_uninterrupted_one(tmp_
     assert resumed.history == reference.history
     for a, b in zip(model.state_dict().values(), reference_model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def _dynamic_lenet(collect_steps: int) -> nn.Module:
+    """8-bit LeNet-5 with dynamic scales that collect statistics for ``collect_steps`` steps (Brevitas: 300), so
+    that a short test reaches the learned scale."""
+    from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
+
+    model = build_model("lenet5", bits=8, scale=None, seed=0)
+    for q in model.modules():
+        if isinstance(q, ParameterFromRuntimeStatsScaling):
+            q.collect_stats_steps = collect_steps
+    return model
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_resumed_dynamic_scale_goes_on_learning(tmp_path, monkeypatch, kept):
+    """Brevitas builds new quantizers on every state-dict load, so an optimizer built before the load lost the
+    learned scales; paperlib.resume.quantizers_kept keeps them, and the engine trains inside it."""
+    import contextlib
+
+    from paperlib.resume import quantizers_kept
+
+    data = separable_data(n_train=64, n_test=20)
+    config = TrainConfig(epochs=3, batch_size=16)  # 4 steps per epoch: statistics for 3, learned from step 4
+    reference = train(_dynamic_lenet(3), data, config, device="cpu", progress=False)
+    real, calls = training.augment, [0]
+
+    def interrupt(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 4 + 2:  # step 2 of epoch 2: the checkpoint of epoch 1 has a learned scale
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "augment", interrupt)
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint, progress=False)
+    monkeypatch.setattr(training, "augment", real)
+    with quantizers_kept() if kept else contextlib.nullcontext():
+        resumed = train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint, progress=False)
+    assert resumed.history[0] == reference.history[0]  # epoch 1 comes from the checkpoint
+    assert (resumed.history == reference.history) is kept  # Brevitas' default: the scales stop learning
+
+
+def test_the_engine_trains_with_the_quantizers_kept(tiny_root, tmp_path, monkeypatch):
+    from brevitas import config
+
+    import paperlib.runs.experiment as experiment
+
+    seen, real = [], experiment.train
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: seen.append(config.REINIT_ON_STATE_DICT_LOAD)
+                        or real(*a, **k))
+    run(RunSpec(**{**BASE, "epochs": 1, "bits": 8, "scale": None}), tiny_root, tmp_path, "cpu", progress=False)
+    assert seen == [False] and config.REINIT_ON_STATE_DICT_LOAD is True  # Brevitas' own setting outside

@@ -52,6 +52,20 @@ def failed_runs(df: pd.DataFrame) -> int:
     return int(_failed_mask(df).sum())
 
 
+def packed_networks(df: pd.DataFrame) -> str:
+    """For a caption: how many networks of the sweep table ``df`` were trained in packs (``pack`` column of
+    :func:`paperlib.run_sweep`), e.g. "24 of 26 networks trained in packs of up to 12"; empty when none was."""
+    if "pack" not in df:
+        return ""
+    runs = df.drop_duplicates("key") if "key" in df else df
+    sizes = pd.to_numeric(runs["pack"], errors="coerce").dropna()
+    packed = sizes[sizes > 1]
+    if packed.empty:
+        return ""
+    largest = int(packed.max())
+    return f"{len(packed)} of {len(sizes)} networks trained in packs of up to {largest} (docs/protocol.md §12)"
+
+
 def accelerator_kernels(df: pd.DataFrame) -> str:
     """For a caption: the accelerators that trained the networks of the sweep table ``df`` and whether their kernels
     were deterministic (``device`` and ``deterministic`` columns of :func:`paperlib.run_sweep`), e.g. "trained on
@@ -255,9 +269,9 @@ class Session:
             parts.append(note)
         if failed_runs(df):  # only with allow_failures=True (see sweep)
             parts.append(f"{failed_runs(df)} run(s) failed and are left out")
-        kernels = accelerator_kernels(df)
-        if kernels:
-            parts.append(kernels)
+        for how in (accelerator_kernels(df), packed_networks(df)):
+            if how:
+                parts.append(how)
         if not {"revision", "code"} <= set(df.columns):
             parts.append(f"paperlib rev {git_revision()} (this checkout: the table names no revision of its results)")
             return " · ".join(parts)

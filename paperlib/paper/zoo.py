@@ -26,7 +26,7 @@ from ..atomic import write_atomic
 from ..data import load_cifar10
 from ..runs.cache import read_record, results_root
 from ..runs.experiment import run
-from ..runs.fingerprint import code_fingerprint
+from ..runs.fingerprint import current_codes
 from ..runs.profile import load_profile
 from ..runs.spec import RunSpec
 from ..runs.summary import variant_name
@@ -58,7 +58,7 @@ def build(profile_name: str, notebooks: list[str], archs: list[str] | None, resu
     profile = load_profile(profile_name)
     specs = [s for s in specs_for(profile, notebooks) if archs is None or s.arch in archs]
     data = load_cifar10(data_root)
-    root, code = results_root(results_dir), code_fingerprint()["code"]
+    root, codes = results_root(results_dir), current_codes()
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -77,7 +77,7 @@ def build(profile_name: str, notebooks: list[str], archs: list[str] | None, resu
         full = complete(spec)
         record = read_record(root, root / "runs" / full.train_key())
         name = zoo_name(profile.name, full)
-        if record is None or (record.get("fingerprint") or {}).get("code") != code:
+        if record is None or (record.get("fingerprint") or {}).get("code") not in codes:
             if name in before:  # nothing is lost: a zoo entry stays until this code has the network to replace it
                 networks[name] = before[name]
                 skipped["kept as they were (not cached by this code)"].append(name)
@@ -103,7 +103,7 @@ def build(profile_name: str, notebooks: list[str], archs: list[str] | None, resu
             "figures": [nb for nb in notebooks if result.key in keys_of[nb]],
             "clean_accuracy": result.accuracy,
             "sigma_mid": fit.sigma_mid if fit.ok else None, "sigma_mid_err": fit.sigma_mid_err if fit.ok else None,
-            "code": code, "revision": result.revision,
+            "code": result.code, "revision": result.revision,
         }
         written.append(name)
         print(f"  {name}: {result.accuracy:.1%} clean, {len(blob) / 2**20:.2f} MiB ({where})")

@@ -10,6 +10,8 @@
   results, stored with every cached result (``docs/protocol.md`` §12);
 - :mod:`~paperlib.runs.sweep`: :func:`run_sweep` over many specs on any
   executor (a Dask cluster included);
+- :mod:`~paperlib.runs.packs`: what a sweep trains together in packs (on CUDA
+  by default), resumably, each network in its own cache entry;
 - :mod:`~paperlib.runs.profile`: :class:`Profile`, how much of the paper's
   protocol to run, and the named profiles in ``paperlib/runs/profiles/``;
 - :mod:`~paperlib.runs.provenance`, :mod:`~paperlib.runs.progress`,

@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .fingerprint import RESULT_MODULES, changed_modules, code_fingerprint, compute_fingerprint
+from .fingerprint import RESULT_MODULES, changed_modules, compute_fingerprint, current_codes
 
 #: Modules every figure's numbers depend on: those that trained and evaluated the networks (RESULT_MODULES) and
 #: those that summarize any sweep (fits, per-curve summaries, the paper's printed numbers); paths below ``paperlib/``
@@ -66,10 +66,20 @@ def read_fingerprint(csv: Path) -> dict | None:
     return None
 
 
-def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
+def _codes(results_code: str | set[str]) -> set[str]:
+    return {results_code} if isinstance(results_code, str) else set(results_code)
+
+
+def _named(codes: set[str]) -> str:
+    return " or ".join(sorted(codes))
+
+
+def check_file(csv: Path, current: dict, results_code: str | set[str]) -> list[str]:
     """Problems of one figure CSV against this checkout (empty: current): a module it recorded whose code differs
     (or that no longer exists), a core module it did not record, a package of another version, results of other
-    code. ``current``: a cache of this checkout's fingerprints by recorded module set (filled here)."""
+    code. ``current``: a cache of this checkout's fingerprints by recorded module set (filled here);
+    ``results_code``: the code hash(es) of the results this checkout makes (alone and in packs,
+    :func:`current_codes`)."""
     try:
         saved = read_fingerprint(csv)
     except (OSError, ValueError) as exc:
@@ -84,10 +94,11 @@ def check_file(csv: Path, current: dict, results_code: str) -> list[str]:
     changed = changed_modules(saved, current[recorded])
     if changed:
         problems.append(f"{csv}: made by code whose {', '.join(changed)} differ(s) from this checkout's; regenerate it")
-    stale = [c for c in saved.get("results_code", []) if c != results_code]
+    codes = _codes(results_code)
+    stale = [c for c in saved.get("results_code", []) if c not in codes]
     if stale:
         problems.append(f"{csv}: shows cached results of other code ({', '.join(stale)}; this checkout: "
-                        f"{results_code}); regenerate it")
+                        f"{_named(codes)}); regenerate it")
     return problems
 
 
@@ -105,7 +116,7 @@ def notebook_codes(nb: dict) -> set[str]:
     return {m for t in texts for m in CAPTION_CODE.findall("".join(t) if isinstance(t, list) else t)}
 
 
-def check_notebook(notebook: Path, results_code: str) -> list[str]:
+def check_notebook(notebook: Path, results_code: str | set[str]) -> list[str]:
     """Problems of one executed notebook: it names no results code, another code's, or a machine's folder."""
     try:
         nb = json.loads(notebook.read_text(encoding="utf-8"))
@@ -115,10 +126,11 @@ def check_notebook(notebook: Path, results_code: str) -> list[str]:
     if not codes:
         return [f"{notebook}: its outputs name no code of the results they show (not executed, or made before "
                 f"captions named it); regenerate it"]
-    stale = sorted(codes - {results_code})
+    current = _codes(results_code)
+    stale = sorted(codes - current)
     if stale:
         return [f"{notebook}: shows cached results of other code ({', '.join(stale)}; this checkout: "
-                f"{results_code}); regenerate it"]
+                f"{_named(current)}); regenerate it"]
     return machine_paths(notebook, nb)
 
 
@@ -142,7 +154,7 @@ def check(folder: str | Path) -> list[str]:
     if not folder.is_dir():
         return [f"{folder} is not a folder of figures"]
     current: dict = {}
-    results_code = code_fingerprint()["code"]
+    results_code = current_codes()
     problems = []
     csvs = sorted(folder.rglob("*.csv"))
     for csv in csvs:

@@ -49,7 +49,8 @@ from ..evaluate import evaluate_pairs, nan_logit_accuracy, summarize_sweep
 from ..midpoint import MidpointFit, fit_midpoint_calibrated
 from ..models import build_model
 from ..noise import noise_sites
-from ..training import train
+from ..resume import quantizers_kept
+from ..training import TrainResult, train
 from .cache import (
     DEFAULT_WEIGHTS_LIMIT_MB,
     CacheWarning,
@@ -74,7 +75,7 @@ from .cache import (
     write_entry,
     write_record,
 )
-from .fingerprint import code_fingerprint, same_code
+from .fingerprint import code_fingerprint, packed_record, same_code
 from .provenance import provenance
 from .spec import CACHE_VERSION, SUBSET_SEED, RunSpec, _hash
 
@@ -142,6 +143,11 @@ class RunResult:
         return (self.record.get("numerics") or {}).get("deterministic")
 
     @property
+    def pack(self) -> int:
+        """How many networks were trained together with this one in a pack (:mod:`paperlib.pack`); 1: alone."""
+        return int((self.record.get("trained_in") or {}).get("pack") or 1)
+
+    @property
     def device(self) -> str | None:
         """The device that trained the network (from the record's provenance)."""
         return self.record.get("provenance", {}).get("device")
@@ -188,7 +194,8 @@ def shared_data(root: str | None, device: str) -> CIFAR10Data:
 
 def _train(spec: RunSpec, data: CIFAR10Data, device: torch.device, checkpoint: Path | None, progress: bool):
     model = build_model(spec.arch, spec.bits, spec.scale, seed=spec.seed)
-    res = train(model, data, spec.train_config(), device=device, checkpoint=checkpoint, progress=progress)
+    with quantizers_kept():  # a resumed dynamic scale goes on learning (paperlib.resume)
+        res = train(model, data, spec.train_config(), device=device, checkpoint=checkpoint, progress=progress)
     return model, res
 
 
@@ -247,6 +254,27 @@ def _train_entry(
     ``numerics``: what :func:`paperlib.device.reproducible` says of the kernels, recorded."""
     key = entry.name
     model, res = _train_in_partial(spec, data, dev, root, key, fingerprint, progress)
+    record = write_trained(spec, data, dev, root, entry, fingerprint, weights_limit_mb, model, res, numerics)
+    drop_partial(root, key)
+    return model, record
+
+
+def write_trained(
+    spec: RunSpec,
+    data: CIFAR10Data,
+    dev: torch.device,
+    root: Path,
+    entry: Path,
+    fingerprint: dict,
+    weights_limit_mb: float,
+    model: nn.Module,
+    res: TrainResult,
+    numerics: dict | None,
+    trained_in: dict | None = None,
+) -> dict:
+    """Write the entry of ``spec``'s trained ``model`` (its :class:`paperlib.TrainResult` ``res``), whole or not at
+    all, and return its record; ``trained_in``: the pack that trained it (None: trained alone)."""
+    key = entry.name
     size_mb = weights_mb(model)
     keep = keeps_weights(spec, size_mb, res.diverged, weights_limit_mb)
     record = {
@@ -266,11 +294,11 @@ def _train_entry(
         "provenance": provenance(str(dev)),
         "numerics": numerics,
     }
+    if trained_in is not None:
+        record["trained_in"] = trained_in
     if res.diverged:
         record.update(scored=DIVERGED_SCORING, accuracy_before_divergence=res.test_accuracy)
-    record = write_entry(root, entry, record, model if keep else None)
-    drop_partial(root, key)
-    return model, record
+    return write_entry(root, entry, record, model if keep else None)
 
 
 def _retrain_weights(
@@ -374,28 +402,11 @@ def run(
     dev = resolve_device(device)
     if data is None:
         data = shared_data(None if data_root is None else str(data_root), str(dev))
-    if spec.dataset is None:
-        spec = replace(spec, dataset=data.source)
-    elif spec.dataset != data.source:
-        raise ValueError(f"the spec asks for {spec.dataset!r} but the data root holds {data.source!r}")
-    digest = data.content_digest()  # the key tells data sets apart by content, not by label (docs/protocol.md §12)
-    if spec.data_digest is None:
-        spec = replace(spec, data_digest=digest)
-    elif spec.data_digest != digest:
-        raise ValueError(
-            f"the spec asks for data with digest {spec.data_digest} but the data root holds {digest} "
-            f"({data.source}); point data_root at the data the spec was made for"
-        )
+    spec = resolve_spec(spec, data)
     key, entry = spec.train_key(), root / "runs" / spec.train_key()
-    check_subsets(spec, data)
     sub = data.subset(train=spec.train_subset, test=spec.test_subset, seed=SUBSET_SEED).to(dev)
     images = _evaluation_images(spec, data, sub, dev)
-    fingerprint = code_fingerprint()
-    record = read_record(root, entry)
-    if record is None and migrate_keys(root):  # entries under the keys of unrounded floats (§12) renamed
-        record = read_record(root, entry)
-    if record is not None:
-        record = check_fingerprint(root, entry, record, fingerprint, reuse_stale, dev)
+    record, fingerprint = cached_record(root, entry, reuse_stale, dev)
     model, trained = None, record is None
     if record is None:
         for folder in ("runs", "partial"):  # before hours of training, not after them
@@ -430,6 +441,40 @@ def run(
         path=entry if entry.exists() else None,
         evaluated=evaluated,
     )
+
+
+def resolve_spec(spec: RunSpec, data: CIFAR10Data) -> RunSpec:
+    """``spec`` with its data set and data digest resolved from ``data`` (the full data set); one clear error when
+    the spec was made for other data or asks for more images than ``data`` holds."""
+    if spec.dataset is None:
+        spec = replace(spec, dataset=data.source)
+    elif spec.dataset != data.source:
+        raise ValueError(f"the spec asks for {spec.dataset!r} but the data root holds {data.source!r}")
+    digest = data.content_digest()  # the key tells data sets apart by content, not by label (docs/protocol.md §12)
+    if spec.data_digest is None:
+        spec = replace(spec, data_digest=digest)
+    elif spec.data_digest != digest:
+        raise ValueError(
+            f"the spec asks for data with digest {spec.data_digest} but the data root holds {digest} "
+            f"({data.source}); point data_root at the data the spec was made for"
+        )
+    check_subsets(spec, data)
+    return spec
+
+
+def cached_record(root: Path, entry: Path, reuse_stale: bool, dev: torch.device) -> tuple[dict | None, dict]:
+    """The entry's record when this code made it (else None: missing, or moved aside as stale) and the code
+    fingerprint it is judged by and its curves are made with: a pack's (:func:`code_fingerprint` ``packed``) for a
+    network trained in a pack, else the plain one (docs/protocol.md §12)."""
+    record = read_record(root, entry)
+    if record is None and migrate_keys(root):  # entries under the keys of unrounded floats (§12) renamed
+        record = read_record(root, entry)
+    fingerprint = code_fingerprint(packed=packed_record(record))
+    if record is not None:
+        record = check_fingerprint(root, entry, record, fingerprint, reuse_stale, dev)
+    if record is None:
+        fingerprint = code_fingerprint()  # trained here, alone
+    return record, fingerprint
 
 
 def _reread(entry: Path, record: dict) -> dict:

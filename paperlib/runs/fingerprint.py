@@ -40,6 +40,9 @@ RESULT_MODULES: tuple[str, ...] = ("models", "quant", "noise", "data", "training
 PROVEN_EQUAL: dict[str, str] = {
     "fastquant": "eb00ca43d97bca4d",  # tests/test_fastquant.py: outputs, gradients and training runs equal Brevitas'
 }
+#: Modules that determine a network trained in a pack (:mod:`paperlib.pack`) beyond :data:`RESULT_MODULES`: a pack
+#: equals training alone to float tolerance only, so a pack-made result has its own code hash (docs/protocol.md §12).
+PACK_MODULES: tuple[str, ...] = ("pack",)
 #: Installed packages whose versions determine our numbers.
 RESULT_PACKAGES: tuple[str, ...] = ("torch", "torchvision", "brevitas", "numpy")
 #: The folder of the ``paperlib`` toolbox modules (this module lives in ``paperlib/runs/``).
@@ -131,14 +134,27 @@ def compute_fingerprint(modules: tuple[str, ...] = RESULT_MODULES, package_dir: 
             "implementations": implementations}
 
 
-@functools.lru_cache(maxsize=1)
-def _cached_fingerprint() -> str:
-    return json.dumps(compute_fingerprint())
+@functools.lru_cache(maxsize=2)
+def _cached_fingerprint(packed: bool) -> str:
+    return json.dumps(compute_fingerprint(RESULT_MODULES + PACK_MODULES if packed else RESULT_MODULES))
 
 
-def code_fingerprint() -> dict:
-    """The fingerprint of this process's ``paperlib`` (computed once per process): see :func:`compute_fingerprint`."""
-    return json.loads(_cached_fingerprint())  # a fresh copy: callers may change it
+def code_fingerprint(packed: bool = False) -> dict:
+    """The fingerprint of this process's ``paperlib`` (computed once per process): see :func:`compute_fingerprint`.
+
+    ``packed``: the fingerprint of a network trained in a pack (:data:`PACK_MODULES` hashed too; its own code hash).
+    """
+    return json.loads(_cached_fingerprint(bool(packed)))  # a fresh copy: callers may change it
+
+
+def current_codes() -> set[str]:
+    """The code hashes of results this checkout makes: trained alone, and trained in a pack."""
+    return {code_fingerprint()["code"], code_fingerprint(packed=True)["code"]}
+
+
+def packed_record(record: dict | None) -> bool:
+    """Whether a cache record is of a network trained in a pack (its ``trained_in`` names the pack)."""
+    return bool(record) and bool((record.get("trained_in") or {}).get("pack"))
 
 
 def same_code(old: dict | None, new: dict) -> bool:

@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..device import deterministic_default
+from ..device import deterministic_default, resolve_device
 from ..threads import cpu_count, dask_task_threads
+from . import packs as _packs
 from . import progress as _progress
-from .experiment import RunSpec, check_writable, results_root, reuse_stale_default, run
+from .experiment import RunSpec, check_writable, results_root, reuse_stale_default, run, shared_data
 from .summary import variant_name
 
 #: The key of a run's first row that carries how many noise points it evaluated, for its progress line; never a column.
@@ -41,7 +42,7 @@ def _rows(result) -> list[dict[str, Any]]:
     common = {**_spec_fields(result.spec), "key": result.key, "clean_accuracy": result.accuracy,
               "diverged": result.diverged, "error": result.error, "trained": result.trained,
               "revision": result.revision, "code": result.code, "device": result.device,
-              "deterministic": result.deterministic, "torch": result.torch_version}
+              "deterministic": result.deterministic, "torch": result.torch_version, "pack": result.pack}
     if result.noise_curve.empty:
         return [{**common, **_NO_CURVE}]
     return [{**common, "sigma": s, "repeat": int(r), "accuracy": a}
@@ -51,7 +52,7 @@ def _rows(result) -> list[dict[str, Any]]:
 def _error_rows(spec: RunSpec, error: str) -> list[dict[str, Any]]:
     return [{**_spec_fields(spec), "key": None, "clean_accuracy": math.nan, "diverged": False, "error": error,
              "trained": False, "revision": None, "code": None, "device": None, "deterministic": None, "torch": None,
-             **_NO_CURVE}]
+             "pack": None, **_NO_CURVE}]
 
 
 def _worker_device(device: str) -> str:
@@ -105,7 +106,8 @@ class _Pace:
             how = "FAILED: " + str(first.get("error", "")).strip().splitlines()[0][:120]
         elif first.get("trained"):
             self.trained += 1
-            how = "trained" + (" (diverged)" if first.get("diverged") else "")
+            how = "trained" + (f" in a pack of {first['pack']}" if (first.get("pack") or 1) > 1 else "") \
+                + (" (diverged)" if first.get("diverged") else "")
         else:
             self.cached += 1
             how = "from the cache"
@@ -121,6 +123,14 @@ class _Pace:
             f"run {self.count}/{self.total} {_describe(spec)}: {how} "
             f"({self.trained} trained, {self.cached} cached, {self.failed} failed, {left} to go{eta})"
         )
+
+
+def _trained_here(rows: list[dict[str, Any]], packed: set[str]) -> list[dict[str, Any]]:
+    """``rows`` of a run, marked ``trained`` when this sweep trained its network in a pack (its run found it cached)."""
+    if rows and rows[0].get("key") in packed:
+        for r in rows:
+            r["trained"] = True
+    return rows
 
 
 def run_rows(
@@ -154,6 +164,7 @@ def run_sweep(
     progress: bool = True,
     reuse_stale: bool | None = None,
     deterministic: bool | None = None,
+    pack: int | None = None,
 ) -> pd.DataFrame:
     """Run every spec (cached ones cost nothing) and return one tidy table.
 
@@ -167,13 +178,18 @@ def run_sweep(
         reuse_stale: as for :func:`paperlib.run` (None: ``$PAPERLIB_REUSE_STALE`` of this process).
         deterministic: as for :func:`paperlib.run` (None: yes unless ``$PAPERLIB_NONDETERMINISTIC`` of this
             process is 1).
+        pack: the largest pack: the specs to train that differ only in seed and training sigma train together,
+            up to this many per pack (:mod:`paperlib.runs.packs`; 1: each alone); None: ``$PAPERLIB_PACK`` when
+            set, else 32 LeNet-5s on CUDA and every network alone on the CPU
+            (:data:`~paperlib.runs.packs.CUDA_PACK_SIZES`).
 
     Returns:
         One row per spec x sigma x repeat, with every spec field (but the
         grid), ``key``, ``sigma``, ``repeat``, ``accuracy``, ``clean_accuracy``,
         ``diverged``, ``error``, ``trained``, ``revision`` and ``code`` (the
         git revision and code hash that trained the network), ``device`` and
-        ``deterministic`` (its kernels; None: recorded before results said so); a diverged spec
+        ``deterministic`` (its kernels; None: recorded before results said so), ``pack`` (how many networks
+        trained together with it; 1: alone); a diverged spec
         has its NaN-logit score at every point (docs/protocol.md §11), a failed
         one a single row with NaN accuracy and its error.
     """
@@ -186,12 +202,14 @@ def run_sweep(
     check_writable(results_root(out))  # one clear error before any run, not one per run
     # resolved here: workers may not share the environment
     stale = {"reuse_stale": reuse_stale_default(reuse_stale), "deterministic": deterministic_default(deterministic)}
+    _packs.check_pack(pack)
+    packed = _train_packs(specs, executor, root, out, device, pack, stale)
     rows: dict[int, list[dict]] = {}
     pace = _Pace(len(specs))
     with tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress) as bar:
         if executor is None:
             for i, spec in enumerate(specs):
-                rows[i] = run_rows(spec, root, out, device, **stale)
+                rows[i] = _trained_here(run_rows(spec, root, out, device, **stale), packed)
                 pace.done(spec, rows[i])
                 bar.update()
         else:
@@ -201,7 +219,7 @@ def run_sweep(
                 for fut in done:
                     i, attempt = pending.pop(fut)
                     try:
-                        rows[i] = fut.result()
+                        rows[i] = _trained_here(fut.result(), packed)
                     except Exception as exc:  # the worker died or the executor broke
                         if attempt < retries:
                             pending[executor.submit(run_rows, specs[i], root, out, device, **stale)] = (i, attempt + 1)
@@ -212,6 +230,62 @@ def run_sweep(
                     pace.done(specs[i], rows[i])
                     bar.update()
     return pd.DataFrame([r for i in range(len(specs)) for r in rows[i]])
+
+
+def _train_packs(
+    specs: list[RunSpec], executor: cf.Executor | None, root: str | None, out: str | None, device: str,
+    pack: int | None, stale: dict,
+) -> set[str]:
+    """Train in packs what ``specs`` need trained (:mod:`paperlib.runs.packs`); returns the keys trained. A failed
+    pack is reported and its networks train alone afterwards."""
+    sizes = {arch: _packs.pack_size(pack, device, arch) for arch in {s.arch for s in specs}}
+    if max(sizes.values(), default=1) < 2:
+        return set()
+    here = resolve_device(device)
+    data = shared_data(root, str(here) if executor is None else "cpu")  # the data's digest and the cache keys
+    cache = results_root(out)
+    todo = []
+    for spec in specs:
+        if sizes[spec.arch] < 2:
+            continue
+        try:
+            need = _packs.needs_training(spec, data, cache, stale["reuse_stale"], here)
+        except Exception:  # noqa: BLE001  bad input: its run says so, as an error row
+            continue
+        if need is not None:
+            todo.append(need)
+    unfinished = _packs._unfinished(cache)
+    planned = [p for arch, size in sorted(sizes.items())
+               for p in _packs.plan_packs([s for s in todo if s.arch == arch], size, unfinished)]
+    if not planned:
+        return set()
+    _progress.report(f"{len(planned)} pack(s) of {sum(map(len, planned))} networks to train together")
+    det = stale["deterministic"]
+    trained: set[str] = set()
+    if executor is None:
+        for i, members in enumerate(planned):
+            outcome = _packs.pack_task(members, root, str(cache), device, det)
+            _packs.report(outcome, members, i + 1, len(planned))
+            trained.update(outcome.trained)
+        return trained
+    pending = {executor.submit(_pack_on_worker, m, root, str(cache), device, det): i for i, m in enumerate(planned)}
+    done_count = 0
+    for fut in cf.as_completed(pending):
+        members = planned[pending[fut]]
+        done_count += 1
+        try:
+            outcome = fut.result()
+        except Exception as exc:  # the worker died: its networks train alone
+            outcome = _packs.PackOutcome([s.train_key() for s in members], [], f"worker failed: {exc}", 0.0)
+        _packs.report(outcome, members, done_count, len(planned))
+        trained.update(outcome.trained)
+    return trained
+
+
+def _pack_on_worker(specs: list[RunSpec], data_root: str | None, root: str, device: str,
+                    deterministic: bool) -> _packs.PackOutcome:
+    """:func:`paperlib.runs.packs.pack_task` on a worker's own GPU (:func:`_worker_device`)."""
+    return _packs.pack_task(specs, data_root, root, _worker_device(device), deterministic)
 
 
 class DaskExecutor(cf.Executor):
