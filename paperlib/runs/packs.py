@@ -102,7 +102,7 @@ def _pack_id(keys: Sequence[str]) -> str:
     return "pack-" + _hash({"members": list(keys)})
 
 
-def _unfinished(root: Path) -> list[list[str]]:
+def unfinished_packs(root: Path) -> list[list[str]]:
     """The member keys of every pack with a checkpoint under ``partial/`` (interrupted)."""
     out = []
     for path in sorted((root / "partial").glob(f"pack-*/{MEMBERS}")):
