@@ -28,6 +28,15 @@ Another device: ``--timings`` takes the ``budget_timings`` that ``python -m benc
 measured on it (wall seconds per step and per test image, per architecture and kind) instead of timing this
 CPU, and the report gives device-hours for one network at a time on that device, saying where the timings come
 from. No speed-up factor is assumed anywhere.
+
+With packs: where the file also holds ``gpu_check``'s ``pack`` timings (training images/s of packs of a few
+sizes against one network, per architecture and kind), the report adds device-hours with the run engine's packs
+(:mod:`paperlib.runs.packs`): each notebook's new networks that differ only in seed and training sigma, split
+into packs of at most ``--pack`` (default: the engine's size on CUDA per architecture) as the engine splits
+them, each pack charged its networks' steps divided by the measured speed-up of the largest measured pack size
+not above its own (1, no gain, below the smallest measured size). Networks trained again for their weights,
+weight-noise training and all evaluation are charged as without packs. Packs are grouped per notebook (a
+notebook's sweeps together), which a notebook of several sweeps may not reach.
 """
 from __future__ import annotations
 
@@ -50,6 +59,7 @@ from paperlib.paper.slices import kind_of
 from paperlib.paper.slices import load_timings as slice_timings
 from paperlib.runs.cache import DEFAULT_WEIGHTS_LIMIT_MB
 from paperlib.runs.fingerprint import code_fingerprint
+from paperlib.runs.packs import CUDA_PACK_SIZES, even_packs, pack_group, packable
 from paperlib.runs.profile import Profile, load_profile
 from paperlib.runs.provenance import provenance
 from paperlib.runs.spec import RunSpec
@@ -140,6 +150,9 @@ class Tally:
     """training steps of batch 128 per (arch, kind)"""
     forwards: dict[tuple, int] = field(default_factory=dict)
     """test images through a forward pass per (arch, kind): per-epoch test accuracy, noise points, walking noise"""
+    pack_trainings: list[tuple[str, tuple, int]] = field(default_factory=list)
+    """the new networks a pack could train: (what their pack shares, (arch, kind), training steps), one per network
+    (their steps are in ``train_steps`` too)"""
     weights_bytes: int = 0
     """kept weights added to the cache (parameters x 4)"""
     other_bytes: int = 0
@@ -176,6 +189,8 @@ def count(p: Profile, weights_limit_mb: float = DEFAULT_WEIGHTS_LIMIT_MB) -> dic
                 entry = cache[key] = {"kept": keep, "points": set()}
                 t.trained[s.arch] = t.trained.get(s.arch, 0) + 1
                 charge_training()
+                if packable(s):
+                    t.pack_trainings.append((pack_group(s), ck, s.epochs * math.ceil(n_train / s.batch_size)))
                 t.weights_bytes += int(sizes[mkey] * 2**20) if keep else 0
                 t.other_bytes += record[s.arch]
             elif not entry["kept"] and (r.need_weights or points - entry["points"]):
@@ -222,6 +237,43 @@ def measure(arch: str, kind: str, steps: int = 2, repeats: int = 3, seed: int = 
     return step_s, fwd_s
 
 
+def load_pack_speedups(path: str) -> dict[tuple[str, str], dict[int, float]]:
+    """(arch, kind) -> {pack size: measured speed-up over one network} from a ``gpu_check`` JSON file; empty when
+    it holds no ``pack`` timings."""
+    from benchmarks.gpu_check import BUDGET_KINDS
+
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    out = {}
+    for arch, r in (data.get("archs") or {}).items():
+        for kind, variant in BUDGET_KINDS.items():
+            speed = ((r.get("pack") or {}).get(variant) or {}).get("speedup")
+            if speed:
+                out[(arch, kind)] = {int(n): float(x) for n, x in speed.items()}
+    return out
+
+
+def speedup_at(measured: dict[int, float], size: int) -> float:
+    """The measured speed-up of the largest measured pack size not above ``size`` (1 below every measured size)."""
+    below = [n for n in measured if n <= size]
+    return measured[max(below)] if below and size > 1 else 1.0
+
+
+def pack_seconds(t: Tally, timings: dict[tuple, tuple[float, float]], speedups: dict[tuple, dict[int, float]],
+                 sizes: dict[str, int]) -> float:
+    """Device seconds that packs save on ``t``'s new networks (see the module docstring): what they cost one at a
+    time minus what their packs cost."""
+    groups: dict[tuple, int] = {}
+    for group, ck, steps in t.pack_trainings:
+        groups[(group, ck, steps)] = groups.get((group, ck, steps), 0) + 1
+    saved = 0.0
+    for (_, ck, steps), n in groups.items():
+        for pack in even_packs(list(range(n)), max(1, sizes.get(ck[0], 1))):
+            m = len(pack)
+            saved += m * steps * timings[ck][0] * (1 - 1 / speedup_at(speedups.get(ck, {}), m))
+    return saved
+
+
 def _fmt_counts(d: dict[str, int]) -> str:
     return " + ".join(f"{d[a]} {a}" for a in ARCHS if d.get(a)) or "0"
 
@@ -237,11 +289,14 @@ def load_timings(path: str) -> tuple[dict[tuple, tuple[float, float]], str]:
 
 
 def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[float, float]] | None,
-           measured_on: str | None = None) -> str:
+           measured_on: str | None = None, speedups: dict[tuple, dict[int, float]] | None = None,
+           pack_sizes: dict[str, int] | None = None) -> str:
     """The Markdown report: networks and disk per notebook, then (with timings) core-hours of this CPU, or with
-    ``measured_on`` (timings of another device, :func:`load_timings`) hours of that device."""
+    ``measured_on`` (timings of another device, :func:`load_timings`) hours of that device, and with ``speedups``
+    (:func:`load_pack_speedups`) its hours with packs of at most ``pack_sizes`` per architecture."""
     unit = "device-hours" if measured_on else "CPU core-hours"
-    """The Markdown report: networks and disk per notebook, then (with timings) CPU core-hours."""
+    packs = bool(timings and measured_on and speedups)
+    sizes = pack_sizes or CUDA_PACK_SIZES
     lines = [f"## Budget of `make figures PROFILE={p.name}`", "",
              f"{p.epochs} epochs; train/test images {p.train_subset or TRAIN_IMAGES}/{p.test_subset or TEST_IMAGES}"
              f"{' (with per-architecture values)' if any(p.overrides(a) for a in ARCHS) else ''}; "
@@ -249,16 +304,19 @@ def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[flo
              f"{p.repeats} noise draw(s); bits {', '.join(map(str, p.bits))}; "
              f"weights kept up to {DEFAULT_WEIGHTS_LIMIT_MB:g} MiB, and above it for networks trained without noise.",
              "", "| notebook | networks trained (new) | retrained (weights not kept) | kept weights | records + curves "
-             + (f"| {unit} |" if timings else "|"),
-             "|---|---|---|---|---|" + ("---|" if timings else "")]
-    total_cpu = 0.0
+             + (f"| {unit} |" if timings else "|") + (" with packs |" if packs else ""),
+             "|---|---|---|---|---|" + ("---|" if timings else "") + ("---|" if packs else "")]
+    total_cpu, total_packed = 0.0, 0.0
     sums = Tally()
     for job, t in tallies.items():
-        cpu = 0.0
+        cpu, packed = 0.0, 0.0
         if timings:
             cpu = (sum(n * timings[k][0] for k, n in t.train_steps.items())
                    + sum(n * timings[k][1] for k, n in t.forwards.items())) / 3600
             total_cpu += cpu
+        if packs:
+            packed = cpu - pack_seconds(t, timings, speedups, sizes) / 3600
+            total_packed += packed
         for a in ARCHS:
             sums.trained[a] = sums.trained.get(a, 0) + t.trained.get(a, 0)
             sums.retrained[a] = sums.retrained.get(a, 0) + t.retrained.get(a, 0)
@@ -266,11 +324,12 @@ def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[flo
         sums.other_bytes += t.other_bytes
         lines.append(f"| {job} | {sum(t.trained.values())} ({_fmt_counts(t.trained)}) | "
                      f"{sum(t.retrained.values())} ({_fmt_counts(t.retrained)}) | {t.weights_bytes / 2**30:.2f} GiB | "
-                     f"{t.other_bytes / 2**20:.1f} MiB |" + (f" {cpu:,.0f} |" if timings else ""))
+                     f"{t.other_bytes / 2**20:.1f} MiB |" + (f" {cpu:,.0f} |" if timings else "")
+                     + (f" {packed:,.0f} |" if packs else ""))
     lines.append(f"| **total** | **{sum(sums.trained.values())}** ({_fmt_counts(sums.trained)}) | "
                  f"**{sum(sums.retrained.values())}** ({_fmt_counts(sums.retrained)}) | "
                  f"**{sums.weights_bytes / 2**30:.2f} GiB** | **{sums.other_bytes / 2**20:.1f} MiB** |"
-                 + (f" **{total_cpu:,.0f}** |" if timings else ""))
+                 + (f" **{total_cpu:,.0f}** |" if timings else "") + (f" **{total_packed:,.0f}** |" if packs else ""))
     if timings:
         where = (f"measured on {measured_on}; wall time, one network at a time" if measured_on else
                  f"on this machine ({platform.processor() or platform.machine()}, one thread, torch "
@@ -285,6 +344,16 @@ def report(p: Profile, tallies: dict[str, Tally], timings: dict[tuple, tuple[flo
         if measured_on:
             lines += ["", f"Device: **{total_cpu:,.0f} device-hours** ({total_cpu / 24:,.1f} days) training one "
                       f"network at a time, from the timings above (no speed-up factor assumed)."]
+            if packs:
+                largest = ", ".join(f"{a} {sizes.get(a, 1)}" for a in ARCHS)
+                measured = "; ".join(f"{a} {k}: " + ", ".join(f"{n}: {x:.1f}x" for n, x in sorted(v.items()))
+                                     for (a, k), v in sorted(speedups.items()))
+                lines += ["", f"With packs (at most {largest} networks per pack, as the run engine makes them): "
+                          f"**{total_packed:,.0f} device-hours** ({total_packed / 24:,.1f} days), from the pack "
+                          f"speed-ups measured on the same device ({measured}); a pack larger than every measured "
+                          f"size is charged the largest measured speed-up, a smaller one none."]
+            else:
+                lines += ["", "With packs: not projected (the timings file holds no pack timings of gpu_check)."]
         else:
             lines += ["", f"CPU: **{total_cpu:,.0f} core-hours** ({total_cpu / 24:,.0f} core-days); "
                       f"on 16 cores in parallel about {total_cpu / 16 / 24:,.0f} days."]
@@ -301,13 +370,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timings", default=None,
                         help="a JSON file of python -m benchmarks.gpu_check --out: that device's timings, not this "
                              "CPU's")
+    parser.add_argument("--pack", type=int, default=None,
+                        help="with --timings: the largest pack for every architecture (default: the run engine's on "
+                             "CUDA, paperlib.runs.packs.CUDA_PACK_SIZES)")
     args = parser.parse_args(argv)
     p = load_profile(args.profile)
     tallies = count(p)
-    timings, measured_on = None, None
+    timings, measured_on, speedups = None, None, None
+    if args.pack is not None and (args.pack < 1 or not args.timings):
+        parser.error("--pack takes a whole number >= 1 (1: no packs), with --timings (a device's measured packs)")
     if args.timings:
         try:
             timings, measured_on = load_timings(args.timings)
+            speedups = load_pack_speedups(args.timings)
         except (OSError, ValueError) as exc:
             parser.error(str(exc))
         lacking = sorted({k for t in tallies.values() for k in (*t.train_steps, *t.forwards)} - set(timings))
@@ -321,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             timings[(a, k)] = measure(a, k, args.steps, args.repeats)
             print(f"timed {a} {k}: {timings[(a, k)][0]:.3f} s/step, {1e3 * timings[(a, k)][1]:.3f} ms/image",
                   file=sys.stderr, flush=True)
-    print(report(p, tallies, timings, measured_on))
+    sizes = None if args.pack is None else {a: args.pack for a in ARCHS}
+    print(report(p, tallies, timings, measured_on, speedups, sizes))
     return 0
 
 

@@ -74,7 +74,7 @@ def check_pack(pack: int | None) -> None:
     pack_size(pack, "cpu", "lenet5")
 
 
-def _group(spec: RunSpec) -> str:
+def pack_group(spec: RunSpec) -> str:
     """What the networks of one pack share: every field that determines the trained network but the per-network
     ones."""
     return json.dumps({k: v for k, v in spec.training_fields().items() if k not in PER_NETWORK_FIELDS},
@@ -86,7 +86,7 @@ def packable(spec: RunSpec) -> bool:
     return spec.train_noise_kind != "weight"
 
 
-def _split(members: list[RunSpec], size: int) -> list[list[RunSpec]]:
+def even_packs(members: list[RunSpec], size: int) -> list[list[RunSpec]]:
     """``members`` in consecutive packs of at most ``size``, of sizes differing by one at most."""
     n_packs = -(-len(members) // size)
     base, extra = divmod(len(members), n_packs)
@@ -102,7 +102,7 @@ def _pack_id(keys: Sequence[str]) -> str:
     return "pack-" + _hash({"members": list(keys)})
 
 
-def _unfinished(root: Path) -> list[list[str]]:
+def unfinished_packs(root: Path) -> list[list[str]]:
     """The member keys of every pack with a checkpoint under ``partial/`` (interrupted)."""
     out = []
     for path in sorted((root / "partial").glob(f"pack-*/{MEMBERS}")):
@@ -123,7 +123,7 @@ def plan_packs(specs: Sequence[RunSpec], size: int, unfinished: Sequence[Sequenc
     groups: dict[str, dict[str, RunSpec]] = {}
     for s in specs:
         if packable(s):
-            groups.setdefault(_group(s), {})[s.train_key()] = s
+            groups.setdefault(pack_group(s), {})[s.train_key()] = s
     packs = []
     for members in groups.values():
         for keys in unfinished:
@@ -131,7 +131,7 @@ def plan_packs(specs: Sequence[RunSpec], size: int, unfinished: Sequence[Sequenc
                 packs.append([members.pop(k) for k in keys])
         rest = [members[k] for k in sorted(members)]
         if len(rest) > 1 and size > 1:
-            packs += [p for p in _split(rest, size) if len(p) > 1]
+            packs += [p for p in even_packs(rest, size) if len(p) > 1]
     return packs
 
 

@@ -254,7 +254,7 @@ def _train_packs(
             continue
         if need is not None:
             todo.append(need)
-    unfinished = _packs._unfinished(cache)
+    unfinished = _packs.unfinished_packs(cache)
     planned = [p for arch, size in sorted(sizes.items())
                for p in _packs.plan_packs([s for s in todo if s.arch == arch], size, unfinished)]
     if not planned:
