@@ -36,7 +36,14 @@ For LeNet-5, ResNet-18 and VGG-11 (``--archs``) on ``--device``:
 - ``pack`` (LeNet-5 and ResNet-18; fp32, 8-bit constant and dynamic): training images/s of one network in
   :func:`paperlib.train` and of packs of several in :func:`paperlib.pack.train_pack`
   (all networks' images counted; same data pipeline: each network its own
-  order, augmentation and noise), and each pack's speed-up over one network.
+  order, augmentation and noise), and each pack's speed-up over one network;
+- ``packed_twice`` (LeNet-5, 8-bit dynamic): two specs trained as one pack by the run engine
+  (:func:`paperlib.runs.packs.train_packed`, what ``run_sweep`` runs on CUDA) twice into two result folders:
+  whether the records are bitwise equal, and how far each network is from the same spec trained alone
+  (:func:`paperlib.run`);
+- ``pack_sweep`` (LeNet-5): the noise sweep of a pack of networks (17 sigmas on 1,000 test images each),
+  network by network (:func:`paperlib.evaluate_pairs`, what the engine runs) and batched
+  (:func:`paperlib.pack_evaluate_pairs`): seconds of each, so that whether batching sweeps pays is measured.
 
 Writes one JSON object (``--out``) and prints it.
 """
@@ -54,7 +61,7 @@ from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 from torch.nn import functional as F
 
 from benchmarks.timing import step_time
-from paperlib import CIFAR10Data, RunSpec, accuracy, build_model, resolve_device, run
+from paperlib import CIFAR10Data, RunSpec, accuracy, build_model, evaluate_pairs, resolve_device, run
 from paperlib.device import reproducible, tf32
 from paperlib.fastquant import fast_qat
 from paperlib.inference import frozen_quantizers
@@ -170,6 +177,72 @@ def trained_twice(arch: str, dev: torch.device, bits: int | None = 8, scale: flo
             "accuracies": [a.accuracy, b.accuracy]}
 
 
+def _random_data(n_train: int = 256, n_test: int = 128) -> CIFAR10Data:
+    g = torch.Generator().manual_seed(0)
+    return CIFAR10Data(torch.randn(n_train, 3, 32, 32, generator=g), torch.arange(n_train) % 10,
+                       torch.randn(n_test, 3, 32, 32, generator=g), torch.arange(n_test) % 10, "random images")
+
+
+def packed_twice(dev: torch.device, bits: int | None = 8, scale: float | None = None) -> dict:
+    """Two LeNet-5 specs (seeds 0 and 1, 2 epochs on 256 random images) trained as one pack by the run engine
+    twice, into two fresh result folders, and each alone by :func:`paperlib.run`: whether the two packs' records
+    are bitwise equal, and the largest difference of a network's per-epoch loss between pack and alone."""
+    from paperlib.runs.experiment import resolve_spec
+    from paperlib.runs.packs import train_packed
+
+    data = _random_data()
+    specs = [resolve_spec(RunSpec(arch="lenet5", bits=bits, scale=scale, epochs=2, batch_size=64, seed=s,
+                                  sigma_train=0.1 * s, sigmas=(1.0,), repeats=1), data) for s in (0, 1)]
+    records = []
+    for _ in range(2):
+        with tempfile.TemporaryDirectory() as folder:
+            keys = train_packed(specs, data, dev, Path(folder), deterministic=True)
+            records.append([json.loads((Path(folder) / "runs" / k / "record.json").read_text()) for k in keys])
+    alone = []
+    for spec in specs:
+        with tempfile.TemporaryDirectory() as folder:
+            alone.append(run(spec, data=data, results_dir=folder, device=dev, progress=False))
+    same = len(records[0]) == len(records[1]) == 2 and all(
+        (a["accuracy"], a["history"]) == (b["accuracy"], b["history"]) for a, b in zip(*records))
+    loss_diff = max(abs(h["loss"] - k) for rec, res in zip(records[0], alone)
+                    for h, k in zip(rec["history"], res.history["loss"]))
+    return {"records_equal": same, "max_loss_diff_vs_alone": loss_diff,
+            "accuracies": [r["accuracy"] for r in records[0]], "accuracies_alone": [r.accuracy for r in alone]}
+
+
+def pack_sweep(dev: torch.device, networks: int = 8, images: int = 1000, repeats: int = 2) -> dict:
+    """Seconds of the noise sweep (17 sigmas, one draw, ``images`` test images) of ``networks`` LeNet-5s one by one
+    (:func:`paperlib.evaluate_pairs`) and batched as one pack (:func:`paperlib.pack_evaluate_pairs`); the minimum
+    of ``repeats`` after a warm-up, synchronized."""
+    import time
+
+    from paperlib import pack_evaluate_pairs, pack_models
+    from paperlib.evaluate import DEFAULT_SIGMAS
+
+    models = [build_model("lenet5", seed=s).to(dev).eval() for s in range(networks)]
+    x, y = _batch(dev, images, 3)
+    pairs = [(float(sig), 0) for sig in DEFAULT_SIGMAS]
+    pack = pack_models(models).to(dev).eval()
+
+    def timed(fn) -> float:
+        best = float("inf")
+        for k in range(repeats + 1):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if k:
+                best = min(best, time.perf_counter() - t0)
+        return best
+
+    one_by_one = timed(lambda: [evaluate_pairs(m, x, y, pairs, seed=s, progress=False) for s, m in enumerate(models)])
+    batched = timed(lambda: pack_evaluate_pairs(pack, x, y, pairs, list(range(networks))))
+    return {"networks": networks, "sigmas": len(pairs), "images": images, "one_by_one_s": one_by_one,
+            "batched_s": batched, "speedup": one_by_one / batched}
+
+
 def check_device(device: str = "cuda", quick: bool = False, archs: tuple[str, ...] | None = None) -> dict:
     """Every measurement of the module docstring on ``device`` for ``archs`` (default: all three, or LeNet-5 alone
     with ``quick``); ``quick``: few steps (for tests)."""
@@ -230,6 +303,10 @@ def _check_arch(arch: str, dev: torch.device, steps: int) -> dict:
         with reproducible(dev, deterministic=True):
             r["pack"] = {name: pack_speed(arch, dev, PACK_SIZES[arch] if steps >= 10 else (2,), steps, bits, scale)
                          for name, (bits, scale) in VARIANTS.items()}
+    if arch == "lenet5":
+        r["packed_twice"] = packed_twice(dev)  # train_packed and run() choose their kernels (deterministic)
+        with reproducible(dev, deterministic=True):
+            r["pack_sweep"] = pack_sweep(dev, networks=8 if steps >= 10 else 2, images=1000 if steps >= 10 else 100)
     return r
 
 

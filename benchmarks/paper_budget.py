@@ -246,7 +246,7 @@ def load_pack_speedups(path: str) -> dict[tuple[str, str], dict[int, float]]:
         data = json.load(f)
     out = {}
     for arch, r in (data.get("archs") or {}).items():
-        for kind, variant in BUDGET_KINDS.items():
+        for kind, (_, variant) in BUDGET_KINDS.items():  # (its speed key, its VARIANTS name)
             speed = ((r.get("pack") or {}).get(variant) or {}).get("speedup")
             if speed:
                 out[(arch, kind)] = {int(n): float(x) for n, x in speed.items()}

@@ -41,6 +41,7 @@ from .noise import (
 )
 from .pack import pack_evaluate_pairs, pack_models, train_pack
 from .quant import BIT_WIDTHS, CONST_SCALE_MAX
+from .resume import train  # paperlib.training.train, resuming dynamic scales exactly (paperlib.resume)
 from .runs import (
     PROFILES,
     CacheWarning,
@@ -53,7 +54,7 @@ from .runs import (
     run,
     run_sweep,
 )
-from .training import SIGMA_SAMPLINGS, TrainConfig, TrainResult, default_lr, train
+from .training import SIGMA_SAMPLINGS, TrainConfig, TrainResult, default_lr
 from .walking import fit_layer_curves, layer_curves, layer_sensitivity, noise_site_table
 
 __version__ = "0.1.0"

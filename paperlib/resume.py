@@ -11,11 +11,18 @@ place: the optimizer's parameters stay the network's, and a resumed run
 gives the numbers of an uninterrupted one bit for bit (tests/test_resume.py,
 tests/test_pack.py). An uninterrupted run loads nothing, so its numbers do
 not depend on this module.
+
+:func:`train` (``paperlib.train``) is :func:`paperlib.training.train` inside
+:func:`quantizers_kept`; the run engine and :func:`paperlib.train_pack` load
+inside it too.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+
+from . import training as _training
 
 
 @contextlib.contextmanager
@@ -30,3 +37,9 @@ def quantizers_kept() -> Iterator[None]:
         yield
     finally:
         config.REINIT_ON_STATE_DICT_LOAD = before
+
+
+@functools.wraps(_training.train)
+def train(*args, **kwargs):
+    with quantizers_kept():  # a checkpoint's learned scales stay the optimizer's (module docstring)
+        return _training.train(*args, **kwargs)

@@ -40,6 +40,10 @@ def test_fast_training_and_frozen_evaluation_equal_brevitas_on_the_device(device
     assert set(lenet["pack"]) == {"fp32", "int8_constant", "int8_dynamic"}
     for pack in lenet["pack"].values():  # a pack of 2 networks against one
         assert pack["one"] > 0 and set(pack["packs"]) == {2} and pack["speedup"][2] == pack["packs"][2] / pack["one"]
+    twice = lenet["packed_twice"]  # the engine's packs: a rerun is bit for bit the same; alone to float tolerance
+    assert twice["records_equal"] and 0 <= twice["max_loss_diff_vs_alone"] < 1e-3, twice
+    sweep = lenet["pack_sweep"]
+    assert sweep["one_by_one_s"] > 0 and sweep["batched_s"] > 0 and sweep["sigmas"] == 17
 
 
 def test_the_comparison_sees_one_flipped_bit():

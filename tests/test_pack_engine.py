@@ -44,6 +44,7 @@ def test_a_sweep_trains_in_packs_and_caches_each_network(tiny_root, tmp_path, mo
     lines = log.read_text()
     assert "pack 1/1: 4 lenet5 8-bit s=1 networks (seeds 0-2; training sigma(s) 0, 0.5): trained together" in lines
     assert lines.count("trained in a pack of 4") == 4
+    assert "pack 1/1: epoch 2/2 of 4 lenet5 8-bit s=1 networks" in lines  # a line after a pack's last epoch
     packed = [_recorded(results, k) for k in runs[runs.pack == 4].key]
     members = packed[0]["trained_in"]["members"]
     assert sorted(members) == members and {r["key"] for r in packed} == set(members)
@@ -123,7 +124,7 @@ def test_an_interrupted_pack_resumes_in_the_next_sweep(tiny_root, tmp_path, monk
         def on_epoch(epoch, entries):
             if epoch == 1:
                 raise _Killed
-        return real(*a, **k, on_epoch=on_epoch)
+        return real(*a, **{**k, "on_epoch": on_epoch})
 
     monkeypatch.setattr(packs, "train_pack", killed_after_epoch_1)
     results = tmp_path / "killed"
@@ -135,7 +136,7 @@ def test_an_interrupted_pack_resumes_in_the_next_sweep(tiny_root, tmp_path, monk
     epochs = []
 
     def counting(*a, **k):
-        return real(*a, **k, on_epoch=lambda e, entries: epochs.append((len(a[0]), e)))
+        return real(*a, **{**k, "on_epoch": lambda e, entries: epochs.append((len(a[0]), e))})
 
     monkeypatch.setattr(packs, "train_pack", counting)
     # four networks to train with packs of up to 4: the interrupted pack of two goes on as it was, the others pack
@@ -201,3 +202,21 @@ def test_a_caption_says_which_networks_trained_in_packs():
     df = pd.DataFrame({"key": ["a", "a", "b", "c", "d"], "pack": [4, 4, 3, 1, None]})
     assert packed_networks(df) == "2 of 3 networks trained in packs of up to 4 (docs/protocol.md §12)"
     assert packed_networks(df.assign(pack=1)) == "" and packed_networks(df.drop(columns="pack")) == ""
+
+
+def test_a_long_pack_reports_its_epochs_and_the_time_left(tmp_path, monkeypatch):
+    log = tmp_path / "progress.txt"
+    monkeypatch.setenv("PAPERLIB_PROGRESS", str(log))
+    specs = _resolved(_specs((0, 1), epochs=3))
+    on_epoch = packs.epoch_lines(specs, 2, 5, every_s=0.0)
+    for epoch in (2, 3):  # a pack resumed after its first epoch
+        on_epoch(epoch, [])
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith("pack 2/5: epoch 2/3 of 2 lenet5 8-bit s=1 networks (seeds 0-1); about ")
+    assert lines[0].endswith(" left") and lines[1] == "pack 2/5: epoch 3/3 of 2 lenet5 8-bit s=1 networks (seeds 0-1)"
+    quiet = packs.epoch_lines(specs, 1, 1, every_s=3600.0)
+    quiet(1, [])
+    quiet(2, [])
+    assert len(log.read_text().splitlines()) == 2  # within the interval: no line but after the last epoch
+    quiet(3, [])
+    assert log.read_text().splitlines()[-1] == "pack 1/1: epoch 3/3 of 2 lenet5 8-bit s=1 networks (seeds 0-1)"

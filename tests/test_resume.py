@@ -161,7 +161,7 @@ def _dynamic_lenet(collect_steps: int) -> nn.Module:
 @pytest.mark.parametrize("kept", [True, False])
 def test_a_resumed_dynamic_scale_goes_on_learning(tmp_path, monkeypatch, kept):
     """Brevitas builds new quantizers on every state-dict load, so an optimizer built before the load lost the
-    learned scales; paperlib.resume.quantizers_kept keeps them, and the engine trains inside it."""
+    learned scales; paperlib.resume.quantizers_kept keeps them: paperlib.train and the engine train inside it."""
     import contextlib
 
     from paperlib.resume import quantizers_kept
@@ -180,12 +180,22 @@ def test_a_resumed_dynamic_scale_goes_on_learning(tmp_path, monkeypatch, kept):
     monkeypatch.setattr(training, "augment", interrupt)
     checkpoint = tmp_path / "checkpoint.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint, progress=False)
+        training.train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint, progress=False)
     monkeypatch.setattr(training, "augment", real)
     with quantizers_kept() if kept else contextlib.nullcontext():
-        resumed = train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint, progress=False)
+        resumed = training.train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint,
+                                 progress=False)
     assert resumed.history[0] == reference.history[0]  # epoch 1 comes from the checkpoint
     assert (resumed.history == reference.history) is kept  # Brevitas' default: the scales stop learning
+    if not kept:  # paperlib.train is training.train inside quantizers_kept: it resumes exactly
+        with pytest.raises(KeyboardInterrupt):
+            monkeypatch.setattr(training, "augment", interrupt)
+            calls[0] = 0
+            train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=tmp_path / "again.pt", progress=False)
+        monkeypatch.setattr(training, "augment", real)
+        again = train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=tmp_path / "again.pt",
+                      progress=False)
+        assert again.history == reference.history
 
 
 def test_the_engine_trains_with_the_quantizers_kept(tiny_root, tmp_path, monkeypatch):

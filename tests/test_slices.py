@@ -320,3 +320,77 @@ def test_gpu_session_sh_checks_the_device_then_slices_the_time_left(tmp_path, le
     assert [r["estimate_from"] for r in info["runs"]] == (["probe"] if check_fails else ["timings"])
     assert (out / "gpu_check.json").is_file() != check_fails
     assert ("the device check failed" in res.stderr) == check_fails
+
+
+def _seeds_profile(tmp_path: Path, seeds: int) -> str:
+    text = (REPO / "paperlib/runs/profiles/smoke.yaml").read_text().replace("seeds: 1", f"seeds: {seeds}")
+    path = tmp_path / f"smoke{seeds}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _timed_packs(monkeypatch, clock, seconds: float, per_network_step_s: float = 0.5):
+    """Packs advance the fake clock by ``seconds`` each; their probe says ``per_network_step_s`` x networks per
+    step and nothing per image."""
+    real = slices.train_packed
+    sizes = []
+
+    def timed(specs, *args, **kwargs):
+        sizes.append(len(specs))
+        keys = real(specs, *args, **kwargs)
+        clock.t += seconds
+        return keys
+
+    monkeypatch.setattr(slices, "train_packed", timed)
+    monkeypatch.setattr(slices, "probe_pack", lambda specs, *a: (per_network_step_s * len(specs), 0.0))
+    monkeypatch.setattr(slices, "probe", lambda *a: (STEP_S, 0.0))
+    return sizes
+
+
+def test_a_slice_trains_packs_first_and_then_evaluates_their_networks(tmp_path, learnable_root, clock, monkeypatch):
+    sizes = _timed_packs(monkeypatch, clock, 20.0)
+    clock.step = 1.0  # an evaluation
+    # two seeds of fp32, 8-bit dynamic and 8-bit s=1: three packs of two, each estimated 1.5 x 24 steps x 1 s = 36 s
+    rc, info, out = run_slice(tmp_path, "one", learnable_root, clock, 100, profile=_seeds_profile(tmp_path, 2),
+                              extra=["--pack", "4"])
+    assert rc == 0 and sizes == [2, 2, 2]
+    assert [(p["size"], p["estimate_s"], p["estimate_from"], len(p["trained"])) for p in info["packs"]] == \
+        [(2, ESTIMATE_S, "probe", 2)] * 3
+    assert info["specs"]["done"] == 6 and info["specs"]["left"] == 0
+    assert all(not r["trained"] and r["estimate_s"] == 0.0 for r in info["runs"])  # evaluated only
+    # the next slice, in a fresh folder, holds them all: a pack's entry is judged by a pack's fingerprint
+    fresh = tmp_path / "two" / "results"
+    import_entries(out / "results-smoke2-slice.tar.gz", fresh)
+    from paperlib.runs.experiment import shared_data
+
+    data = shared_data(str(learnable_root), "cpu")
+    from dataclasses import replace
+
+    specs = [replace(s, dataset=data.source, data_digest=data.content_digest())
+             for s in specs_for(load_profile(_seeds_profile(tmp_path, 2)), ["01"])]
+    assert all(slices.held(fresh, s, code_fingerprint(), torch.device("cpu")) for s in specs)
+    records = [json.loads(p.read_text()) for p in (fresh / "runs").glob("*/record.json")]
+    assert len(records) == 6 and all(r["trained_in"]["pack"] == 2 for r in records)
+
+
+def test_a_pack_that_does_not_fit_is_halved_and_what_is_left_waits(tmp_path, learnable_root, clock, monkeypatch):
+    sizes = _timed_packs(monkeypatch, clock, 20.0)
+    clock.step = 1.0
+    # four seeds: packs of four estimated 1.5 x 24 x 2 s = 72 s, of two 36 s; budget 60 s: fp32 in two packs of two
+    # (at 0 and 20 s), then 8-bit dynamic's halves would end at 76 s: they wait, as do 8-bit s=1's
+    rc, info, _ = run_slice(tmp_path, "one", learnable_root, clock, 60, profile=_seeds_profile(tmp_path, 4),
+                            extra=["--pack", "4"])
+    assert rc == 0 and sizes == [2, 2]
+    assert {p["kind"] for p in info["packs"]} == {"fp32"}
+    assert info["specs"]["deferred"] == 8 and info["stopped_by_budget"]
+    assert len(info["runs"]) == 4 and all(not r["trained"] for r in info["runs"])  # nothing trained alone
+
+
+def test_without_packs_a_slice_runs_one_by_one(tmp_path, learnable_root, clock, monkeypatch):
+    sizes = _timed_packs(monkeypatch, clock, 20.0)
+    rc, info, _ = run_slice(tmp_path, "one", learnable_root, clock, 1000, profile=_seeds_profile(tmp_path, 2))
+    assert rc == 0 and sizes == [] and info["packs"] == []  # the CPU's default: no packs
+    assert len(info["runs"]) == 6 and all(r["trained"] for r in info["runs"])
+    rc = slices.main(["--profile", "smoke", "--budget-s", "10", "--pack", "0", "--out", str(tmp_path / "x"),
+                      "--data", str(learnable_root), "--results", str(tmp_path / "r")], clock=clock)
+    assert rc == 2

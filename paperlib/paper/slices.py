@@ -15,6 +15,14 @@ or, for the networks of an epochs curve (:mod:`paperlib.paper.epochs_curve`; ren
 benchmarks.epochs_curve`` with the same options), ``--epochs-curve vgg11 --epochs 5 10 20 40 [--variants fp32]``
 instead of (or beside) ``--notebooks``.
 
+Packs (``--pack N``; by default as the run engine on the device: 32 LeNet-5s per pack on CUDA, none on the CPU;
+docs/protocol.md §12): before the runs one by one, the specs the cache lacks that differ only in seed and training
+sigma train as packs (:func:`paperlib.runs.packs.train_packed`, split as the engine splits them), each pack
+estimated by :func:`probe_pack` (or by the packs of its size this slice trained) and started only when it ends
+within the budget; one that does not is halved until it does (down to two networks), and what is left waits for
+the next slice (it is not trained alone here). The runs one by one then only evaluate a pack's networks (charged
+as an evaluation).
+
 Held specs are skipped (:func:`held`). Estimates per architecture and kind (``fp32``, ``qat-dynamic``,
 ``qat-constant``, as ``benchmarks/paper_budget.py`` charges them): the longest run of that kind in this slice;
 else from ``--timings`` (``budget_timings`` of ``python -m benchmarks.gpu_check --out FILE``: device seconds per
@@ -53,7 +61,8 @@ from ..evaluate import accuracy
 from ..models import build_model
 from ..runs.cache import check_writable, curve_path, made_elsewhere, read_curve, read_record, results_root
 from ..runs.experiment import check_subsets, run, shared_data
-from ..runs.fingerprint import code_fingerprint, same_code
+from ..runs.fingerprint import code_fingerprint, packed_record, same_code
+from ..runs.packs import needs_training, pack_size, plan_packs, train_packed
 from ..runs.profile import load_profile
 from ..runs.progress import duration
 from ..runs.spec import RunSpec
@@ -114,12 +123,35 @@ def probe(spec: RunSpec, data: CIFAR10Data, dev: torch.device, deterministic: bo
     return (t1 - t0) / math.ceil(len(sub.y_train) / spec.batch_size), (t2 - t1) / len(y)
 
 
-def cost(spec: RunSpec, data: CIFAR10Data, step_s: float, image_s: float) -> float:
-    """Seconds :func:`paperlib.run` takes to train and evaluate ``spec`` at these timings, times :data:`SAFETY`."""
+def probe_pack(specs: list[RunSpec], data: CIFAR10Data, dev: torch.device, deterministic: bool | None
+               ) -> tuple[float, float]:
+    """(s per training step of the pack, s per test image of the pack's per-epoch accuracy pass) of ``specs``'
+    networks trained as one pack on ``dev``: one epoch of two steps, twice (the first warms up); the second counts
+    (its test pass over ``PROBE_IMAGES`` images, divided by them)."""
+    from ..pack import train_pack
+
+    sub = data.subset(train=min(2 * specs[0].batch_size, len(data.y_train)), test=min(PROBE_IMAGES,
+                                                                                      len(data.y_test)))
+    configs = [replace(s.train_config(), epochs=1, sigma_ramp_epochs=0) for s in specs]
+    with reproducible(dev, deterministic):
+        for _ in range(2):
+            res = train_pack([build_model(s.arch, s.bits, s.scale, seed=s.seed) for s in specs], sub, configs,
+                             device=dev, progress=False)[0]
+    steps = math.ceil(len(sub.y_train) / specs[0].batch_size)
+    train_s = len(sub.y_train) * len(specs) / res.images_per_s
+    return train_s / steps, max(res.wall_time_s - train_s, 0.0) / len(sub.y_test)
+
+
+def cost(spec: RunSpec, data: CIFAR10Data, step_s: float, image_s: float, part: str = "all") -> float:
+    """Seconds :func:`paperlib.run` takes to train and evaluate ``spec`` at these timings, times :data:`SAFETY`;
+    ``part``: ``"train"`` (its training, the per-epoch test passes included; with a pack's timings,
+    :func:`probe_pack`, the pack's) or ``"evaluate"`` (its noise points: its network is cached) only."""
     n_train = min(spec.train_subset or len(data.y_train), len(data.y_train))
     n_test = min(spec.test_subset or len(data.y_test), len(data.y_test))
     steps = math.ceil(n_train / spec.batch_size)
-    return SAFETY * (spec.epochs * (steps * step_s + n_test * image_s) + len(spec.pairs()) * n_test * image_s)
+    training = spec.epochs * (steps * step_s + n_test * image_s)
+    points = len(spec.pairs()) * n_test * image_s
+    return SAFETY * {"all": training + points, "train": training, "evaluate": points}[part]
 
 
 def held(root: Path, spec: RunSpec, fingerprint: dict, dev: torch.device) -> bool:
@@ -128,6 +160,8 @@ def held(root: Path, spec: RunSpec, fingerprint: dict, dev: torch.device) -> boo
     has every point of the spec's grid in one curve file."""
     entry = root / "runs" / spec.train_key()
     record = read_record(root, entry)
+    if packed_record(record):  # trained in a pack: judged by a pack's fingerprint of this code (§12)
+        fingerprint = code_fingerprint(packed=True)
     if record is None or not (same_code(record.get("fingerprint"), fingerprint)
                               or made_elsewhere(record, fingerprint, dev)):
         return False
@@ -159,7 +193,8 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
               device: str = "auto", results: str | os.PathLike | None = None, data_root: str | None = None,
               resume: Iterable[str | os.PathLike] = (), timings: str | os.PathLike | None = None,
               weights: bool = False, deterministic: bool | None = None,
-              clock: Callable[[], float] = time.monotonic, curve: dict | None = None) -> dict:
+              clock: Callable[[], float] = time.monotonic, curve: dict | None = None,
+              pack: int | None = None) -> dict:
     """One slice (module docstring); returns what ``slice.json`` holds: ``profile``, ``notebooks``, ``budget_s``,
     ``specs`` (``total``, ``held_at_start``, ``run_here``, ``done``, ``left``, ``deferred``: not started for the
     budget, ``failed``), ``runs`` (per run: key, spec, arch, kind, wall_s, estimate_s, estimate_from, trained,
@@ -167,7 +202,8 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
     ``resumed`` (per archive: added, kept, refused), ``device``, ``device_name``, ``torch``, ``deterministic``,
     ``started_utc``, ``ended_utc``, ``elapsed_s``, ``stopped_by_budget``, ``interrupted``, ``finished`` and
     ``archive`` (file, bytes, entries, weights, over_limit: over the 16 MiB a returned file may have; None: no
-    entry yet).
+    entry yet), and ``packs`` (per pack trained: keys, size, wall_s, estimate_s, estimate_from, trained).
+    ``pack``: the largest pack (1: none; None: the run engine's on the device, :func:`paperlib.runs.packs.pack_size`).
 
     ``curve``: ``{"arch": ..., "epochs": [...], "variants": [...] or None}``, the networks of an epochs curve
     (:func:`paperlib.paper.epochs_curve.specs`) after those of ``notebooks`` (None with a curve: no notebook's);
@@ -195,6 +231,7 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
             raise SliceError(f"resume archive {archive} does not exist (give a results-<profile>-slice.tar.gz that "
                              f"an earlier slice wrote)")
     table = load_timings(timings) if timings else {}
+    sizes = {a: pack_size(pack, dev, a) for a in {s.arch for s in specs}}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     root = check_writable(results_root(results if results is not None else default_results_dir()))
@@ -212,8 +249,16 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
     observed: dict[tuple, list[float]] = {}
     probed: dict[tuple, tuple[float, float]] = {}
 
+    packed_here: set[str] = set()  # keys a pack of this slice trained: their runs only evaluate
+
     def estimate(spec: RunSpec, measure: bool = True) -> tuple[float, str] | None:
         k = (spec.arch, kind_of(spec))
+        if spec.train_key() in packed_here:  # an evaluation: from the timings of its kind, never "this slice"
+            if k in table:
+                return cost(spec, data, *table[k], part="evaluate"), "timings"
+            if k not in probed and measure:
+                probed[k] = probe(spec, data, dev, deterministic)
+            return (cost(spec, data, *probed[k], part="evaluate"), "probe") if k in probed else None
         if k in observed:
             return max(observed[k]), "this slice"
         if k in table:
@@ -230,7 +275,7 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
             "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "torch": torch.__version__, "deterministic": det, "started_utc": started.isoformat(timespec="seconds"),
             "ended_utc": None, "elapsed_s": None, "stopped_by_budget": False, "interrupted": False, "finished": False,
-            "specs": {}, "archive": None, "resumed": resumed, "runs": [], "failed": [], "estimates": {}}
+            "specs": {}, "archive": None, "resumed": resumed, "runs": [], "failed": [], "estimates": {}, "packs": []}
     deferred: list[RunSpec] = []
 
     def write_outputs() -> None:
@@ -256,7 +301,12 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
 
     refreshed = clock()
     try:
+        waiting = _train_packs(todo, sizes, data, dev, root, deterministic, budget_s, t0, clock, info,
+                               packed_here) if max(sizes.values(), default=1) > 1 else set()
         for spec in todo:
+            if spec.train_key() in waiting:  # its pack did not fit this slice: the next one packs it
+                deferred.append(spec)
+                continue
             try:
                 guess = estimate(spec)
                 if clock() - t0 + guess[0] > budget_s:
@@ -285,6 +335,57 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
     info["finished"] = not info["interrupted"]
     write_outputs()
     return info
+
+
+def _train_packs(todo: list[RunSpec], sizes: dict[str, int], data: CIFAR10Data, dev: torch.device, root: Path,
+                 deterministic: bool | None, budget_s: float, t0: float, clock: Callable[[], float], info: dict,
+                 packed_here: set[str]) -> set[str]:
+    """Train ``todo``'s packs that fit the budget (module docstring); returns the keys left for a later slice (their
+    packs did not fit); adds the keys trained to ``packed_here`` and each pack to ``info["packs"]``."""
+    det = dev.type != "cuda" or deterministic_default(deterministic)
+    need = []
+    for spec in todo:
+        try:
+            if sizes.get(spec.arch, 1) > 1 and needs_training(spec, data, root, False, dev) is not None:
+                need.append(spec)
+        except Exception:  # noqa: BLE001  bad input: its run one by one says so
+            continue
+    planned = [p for arch, size in sorted(sizes.items()) for p in plan_packs([s for s in need if s.arch == arch], size)]
+    observed: dict[tuple, float] = {}  # (arch, kind, size, epochs, steps) -> wall s of a pack this slice trained
+    waiting: set[str] = set()
+    queue = list(planned)
+    while queue:
+        members = queue.pop(0)
+        first = members[0]
+        k = (first.arch, kind_of(first), len(members), first.epochs, first.train_subset, first.batch_size)
+        if k in observed:
+            guess, source = observed[k], "this slice"
+        else:
+            step_s, image_s = probe_pack(members, data, dev, deterministic)
+            guess, source = cost(first, data, step_s, image_s, part="train"), "probe"
+        if clock() - t0 + guess > budget_s:
+            if len(members) >= 4:  # halve it and try again
+                half = len(members) // 2
+                queue[:0] = [members[:half], members[half:]]
+            else:
+                waiting.update(s.train_key() for s in members)
+            continue
+        start = clock()
+        try:
+            keys = train_packed(members, data, dev, root, deterministic=det)
+        except Exception as exc:  # recorded; its networks are left to the runs one by one
+            info["failed"].append({"key": first.train_key(), "spec": f"pack of {len(members)}: {_describe(first)}",
+                                   "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        wall = clock() - start
+        observed[k] = max(observed.get(k, 0.0), wall)
+        packed_here.update(keys)
+        info["packs"].append({"keys": [s.train_key() for s in members], "size": len(members), "arch": first.arch,
+                              "kind": kind_of(first), "wall_s": round(wall, 2), "estimate_s": round(guess, 2),
+                              "estimate_from": source, "trained": keys})
+        print(f"[slice {info['profile']}] pack of {len(members)} {_describe(first)} ...: {wall:.1f} s "
+              f"(estimate {guess:.0f} s, {source})", flush=True)
+    return waiting
 
 
 def _progress(info: dict, specs: list, todo: list, spec: RunSpec, wall: float, elapsed: float, budget_s: float,
@@ -319,6 +420,8 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monoto
     p.add_argument("--out", required=True, help="folder for the archive and slice.json ($OUT on the device)")
     p.add_argument("--weights", action="store_true", help="put the weights into the archive too")
     p.add_argument("--nondeterministic", action="store_true", help="CUDA's fastest kernels (recorded as such)")
+    p.add_argument("--pack", type=int, default=None,
+                   help="the largest pack (1: every network alone; default: the run engine's on the device)")
     args = p.parse_args(argv)
     term = signal.signal(signal.SIGTERM, signal.default_int_handler)  # killed at its limit: outputs written
     try:
@@ -331,7 +434,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monoto
                                                                      for v in args.variants]}
         info = run_slice(args.profile, args.notebooks, args.budget_s, args.out, args.device, args.results, args.data,
                          args.resume, args.timings, args.weights, False if args.nondeterministic else None, clock,
-                         curve)
+                         curve, args.pack)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -349,7 +452,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monoto
     return 0
 
 
-__all__ = ["SliceError", "cost", "held", "kind_of", "load_timings", "main", "probe", "run_slice"]
+__all__ = ["SliceError", "cost", "held", "kind_of", "load_timings", "main", "probe", "probe_pack", "run_slice"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,8 @@ ENV = "PAPERLIB_PACK"
 CUDA_PACK_SIZES: dict[str, int] = {"lenet5": 32, "vgg11": 1, "resnet18": 1}
 #: The file beside a pack's checkpoint that names its members (to resume it).
 MEMBERS = "members.json"
+#: Seconds between a pack's progress lines (and one after its last epoch).
+PROGRESS_S = 60.0
 
 
 def pack_size(pack: int | None, device: str | torch.device, arch: str) -> int:
@@ -158,10 +160,11 @@ def train_packed(
     deterministic: bool,
     weights_limit_mb: float = DEFAULT_WEIGHTS_LIMIT_MB,
     progress: bool = False,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
 ) -> list[str]:
     """Train resolved ``specs`` (one pack: they differ in seed and training sigma only) with :func:`paperlib.train_pack`
     and write each network's cache entry; returns the keys written. Resumes from, and then removes, the pack's
-    checkpoint in ``partial/pack-<hash>``."""
+    checkpoint in ``partial/pack-<hash>``; ``progress`` and ``on_epoch`` as for :func:`paperlib.train_pack`."""
     keys = [s.train_key() for s in specs]
     fingerprint = code_fingerprint(packed=True)
     pack_id = _pack_id(keys)
@@ -172,7 +175,7 @@ def train_packed(
     models = [build_model(s.arch, s.bits, s.scale, seed=s.seed) for s in specs]
     with reproducible(dev, deterministic) as numerics:
         results = train_pack(models, sub, [s.train_config() for s in specs], device=dev, checkpoint=ckpt,
-                             progress=progress)
+                             progress=progress, on_epoch=on_epoch)
     written = []
     for i, (spec, model, res) in enumerate(zip(specs, models, results)):
         res.images_per_s /= len(specs)  # per network, as a network trained alone records it
@@ -198,18 +201,42 @@ def needs_training(
     return spec if record is None else None
 
 
+def epoch_lines(specs: Sequence[RunSpec], index: int, total: int, every_s: float = PROGRESS_S
+                ) -> Callable[[int, list[dict]], None]:
+    """An ``on_epoch`` for :func:`paperlib.train_pack` that writes a progress line (:mod:`paperlib.runs.progress`)
+    at most every ``every_s`` seconds and after the last epoch: ``pack 1/3: epoch 12/40 of 8 lenet5 ... networks;
+    about 20 min left`` (the time left from this call's epochs; a resumed pack counts from its resume)."""
+    epochs, t0 = specs[0].epochs, time.perf_counter()
+    state = {"first": None, "last": t0}
+
+    def on_epoch(epoch: int, entries: list[dict]) -> None:
+        now = time.perf_counter()
+        first = state["first"] = state["first"] or epoch
+        if now - state["last"] < every_s and epoch < epochs:
+            return
+        state["last"] = now
+        left = (now - t0) / (epoch - first + 1) * (epochs - epoch)
+        tail = f"; about {_progress.duration(left)} left" if epoch < epochs else ""
+        _progress.report(f"pack {index}/{total}: epoch {epoch}/{epochs} of {describe_pack(specs)}{tail}")
+
+    return on_epoch
+
+
 def pack_task(
-    specs: Sequence[RunSpec], data_root: str | None, root: str, device: str, deterministic: bool
+    specs: Sequence[RunSpec], data_root: str | None, root: str, device: str, deterministic: bool,
+    index: int = 1, total: int = 1, progress: bool = False,
 ) -> PackOutcome:
-    """Train one planned pack (:func:`plan_packs`) in this process or a worker and say how it went; an exception
-    becomes the outcome's error (its networks then train alone)."""
+    """Train one planned pack (:func:`plan_packs`), pack ``index`` of ``total``, in this process or a worker and
+    say how it went, with progress lines per epoch (:func:`epoch_lines`) and, with ``progress``, a bar; an
+    exception becomes the outcome's error (its networks then train alone)."""
     t0 = time.perf_counter()
     keys = [s.train_key() for s in specs]
     try:
         with dask_task_threads():
             dev = resolve_device(device)
             data = shared_data(data_root, str(dev))
-            trained = train_packed(specs, data, dev, Path(root), deterministic=deterministic)
+            trained = train_packed(specs, data, dev, Path(root), deterministic=deterministic, progress=progress,
+                                   on_epoch=epoch_lines(specs, index, total))
         return PackOutcome(keys, trained, None, time.perf_counter() - t0)
     except Exception as exc:  # reported; its networks train alone
         return PackOutcome(keys, [], f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)

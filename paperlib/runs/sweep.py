@@ -203,7 +203,7 @@ def run_sweep(
     # resolved here: workers may not share the environment
     stale = {"reuse_stale": reuse_stale_default(reuse_stale), "deterministic": deterministic_default(deterministic)}
     _packs.check_pack(pack)
-    packed = _train_packs(specs, executor, root, out, device, pack, stale)
+    packed = _train_packs(specs, executor, root, out, device, pack, stale, progress)
     rows: dict[int, list[dict]] = {}
     pace = _Pace(len(specs))
     with tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress) as bar:
@@ -234,7 +234,7 @@ def run_sweep(
 
 def _train_packs(
     specs: list[RunSpec], executor: cf.Executor | None, root: str | None, out: str | None, device: str,
-    pack: int | None, stale: dict,
+    pack: int | None, stale: dict, progress: bool = False,
 ) -> set[str]:
     """Train in packs what ``specs`` need trained (:mod:`paperlib.runs.packs`); returns the keys trained. A failed
     pack is reported and its networks train alone afterwards."""
@@ -264,11 +264,12 @@ def _train_packs(
     trained: set[str] = set()
     if executor is None:
         for i, members in enumerate(planned):
-            outcome = _packs.pack_task(members, root, str(cache), device, det)
+            outcome = _packs.pack_task(members, root, str(cache), device, det, i + 1, len(planned), progress)
             _packs.report(outcome, members, i + 1, len(planned))
             trained.update(outcome.trained)
         return trained
-    pending = {executor.submit(_pack_on_worker, m, root, str(cache), device, det): i for i, m in enumerate(planned)}
+    pending = {executor.submit(_pack_on_worker, m, root, str(cache), device, det, i + 1, len(planned)): i
+               for i, m in enumerate(planned)}
     done_count = 0
     for fut in cf.as_completed(pending):
         members = planned[pending[fut]]
@@ -282,10 +283,10 @@ def _train_packs(
     return trained
 
 
-def _pack_on_worker(specs: list[RunSpec], data_root: str | None, root: str, device: str,
-                    deterministic: bool) -> _packs.PackOutcome:
+def _pack_on_worker(specs: list[RunSpec], data_root: str | None, root: str, device: str, deterministic: bool,
+                    index: int, total: int) -> _packs.PackOutcome:
     """:func:`paperlib.runs.packs.pack_task` on a worker's own GPU (:func:`_worker_device`)."""
-    return _packs.pack_task(specs, data_root, root, _worker_device(device), deterministic)
+    return _packs.pack_task(specs, data_root, root, _worker_device(device), deterministic, index, total)
 
 
 class DaskExecutor(cf.Executor):
