@@ -23,7 +23,8 @@ REPLACE ?=
 GPU_WHEELS := brevitas==0.13.4 dependencies==2.0.1 unfoldNd==0.2.3 safetensors==0.8.0 seaborn==0.13.2
 # The profiles whose figures are committed (the README shows them); the others are not tracked (.gitignore).
 COMMITTED_FIGURES := figures/quick figures/lenet-full
-NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(PY) -m paperlib.paper.notebooks \
+NOTEBOOK = $(if $(DATA),PAPERLIB_DATA="$(abspath $(DATA))") $(if $(PACK),PAPERLIB_PACK=$(PACK)) \
+	$(PY) -m paperlib.paper.notebooks \
 	--profile $(PROFILE) --device $(DEVICE) --executor "$(EXECUTOR)" --out $(OUT)
 
 # Notebook targets, with the dependencies they really have: 03 reuses networks of 01 and 02,
@@ -39,6 +40,7 @@ help:  ## this list
 	@echo "             EXECUTOR=local (default: a Dask LocalCluster on every core) | '' (in the kernel) | <scheduler address>"
 	@echo "             FILE=<archive of make export/import> WEIGHTS=1 (export the weights too) NB=\"01 03\" (some notebooks)"
 	@echo "             REPLACE=1 (make import: move entries of other code to stale/ and take the archive's)"
+	@echo "             PACK=N (the largest pack of networks trained together; default 32 LeNet-5s on CUDA, 1 on the CPU)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -17,7 +17,7 @@ import torch
 
 import paperlib.runs.experiment as experiment
 from paperlib import load_profile, run
-from paperlib.paper import slices
+from paperlib.paper import slice_packs, slices
 from paperlib.paper.transfer import specs_for
 from paperlib.runs.fingerprint import code_fingerprint
 from paperlib.runs.transfer import import_entries, select_entries
@@ -332,7 +332,7 @@ def _seeds_profile(tmp_path: Path, seeds: int) -> str:
 def _timed_packs(monkeypatch, clock, seconds: float, per_network_step_s: float = 0.5):
     """Packs advance the fake clock by ``seconds`` each; their probe says ``per_network_step_s`` x networks per
     step and nothing per image."""
-    real = slices.train_packed
+    real = slice_packs.train_packed
     sizes = []
 
     def timed(specs, *args, **kwargs):
@@ -341,8 +341,8 @@ def _timed_packs(monkeypatch, clock, seconds: float, per_network_step_s: float =
         clock.t += seconds
         return keys
 
-    monkeypatch.setattr(slices, "train_packed", timed)
-    monkeypatch.setattr(slices, "probe_pack", lambda specs, *a: (per_network_step_s * len(specs), 0.0))
+    monkeypatch.setattr(slice_packs, "train_packed", timed)
+    monkeypatch.setattr(slice_packs, "probe_pack", lambda specs, *a: (per_network_step_s * len(specs), 0.0))
     monkeypatch.setattr(slices, "probe", lambda *a: (STEP_S, 0.0))
     return sizes
 

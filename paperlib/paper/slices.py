@@ -17,10 +17,10 @@ instead of (or beside) ``--notebooks``.
 
 Packs (``--pack N``; by default as the run engine on the device: 32 LeNet-5s per pack on CUDA, none on the CPU;
 docs/protocol.md §12): before the runs one by one, the specs the cache lacks that differ only in seed and training
-sigma train as packs (:func:`paperlib.runs.packs.train_packed`, split as the engine splits them), each pack
-estimated by :func:`probe_pack` (or by the packs of its size this slice trained) and started only when it ends
-within the budget; one that does not is halved until it does (down to two networks), and what is left waits for
-the next slice (it is not trained alone here). The runs one by one then only evaluate a pack's networks (charged
+sigma train as packs (:mod:`paperlib.paper.slice_packs`, split as the engine splits them), each pack estimated
+by a probe of it (or by the packs of its size this slice trained) and started only when it ends within the
+budget; one that does not is halved until it does (down to two networks), and what is left waits for the next
+slice (it is not trained alone here). The runs one by one then only evaluate a pack's networks (charged
 as an evaluation).
 
 Held specs are skipped (:func:`held`). Estimates per architecture and kind (``fp32``, ``qat-dynamic``,
@@ -62,13 +62,13 @@ from ..models import build_model
 from ..runs.cache import check_writable, curve_path, made_elsewhere, read_curve, read_record, results_root
 from ..runs.experiment import check_subsets, run, shared_data
 from ..runs.fingerprint import code_fingerprint, packed_record, same_code
-from ..runs.packs import needs_training, pack_size, plan_packs, train_packed
+from ..runs.packs import pack_size
 from ..runs.profile import load_profile
 from ..runs.progress import duration
 from ..runs.spec import RunSpec
 from ..runs.transfer import export_entries, import_entries
 from ..training import train
-from . import epochs_curve
+from . import epochs_curve, slice_packs
 from .session import project_root
 from .transfer import NOTEBOOKS, default_results_dir, specs_for
 
@@ -121,25 +121,6 @@ def probe(spec: RunSpec, data: CIFAR10Data, dev: torch.device, deterministic: bo
             accuracy(model, x, y, 1.0, batch_size=len(y))
             t2 = time.perf_counter()
     return (t1 - t0) / math.ceil(len(sub.y_train) / spec.batch_size), (t2 - t1) / len(y)
-
-
-def probe_pack(specs: list[RunSpec], data: CIFAR10Data, dev: torch.device, deterministic: bool | None
-               ) -> tuple[float, float]:
-    """(s per training step of the pack, s per test image of the pack's per-epoch accuracy pass) of ``specs``'
-    networks trained as one pack on ``dev``: one epoch of two steps, twice (the first warms up); the second counts
-    (its test pass over ``PROBE_IMAGES`` images, divided by them)."""
-    from ..pack import train_pack
-
-    sub = data.subset(train=min(2 * specs[0].batch_size, len(data.y_train)), test=min(PROBE_IMAGES,
-                                                                                      len(data.y_test)))
-    configs = [replace(s.train_config(), epochs=1, sigma_ramp_epochs=0) for s in specs]
-    with reproducible(dev, deterministic):
-        for _ in range(2):
-            res = train_pack([build_model(s.arch, s.bits, s.scale, seed=s.seed) for s in specs], sub, configs,
-                             device=dev, progress=False)[0]
-    steps = math.ceil(len(sub.y_train) / specs[0].batch_size)
-    train_s = len(sub.y_train) * len(specs) / res.images_per_s
-    return train_s / steps, max(res.wall_time_s - train_s, 0.0) / len(sub.y_test)
 
 
 def cost(spec: RunSpec, data: CIFAR10Data, step_s: float, image_s: float, part: str = "all") -> float:
@@ -301,8 +282,8 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
 
     refreshed = clock()
     try:
-        waiting = _train_packs(todo, sizes, data, dev, root, deterministic, budget_s, t0, clock, info,
-                               packed_here) if max(sizes.values(), default=1) > 1 else set()
+        waiting = slice_packs.train_packs(todo, sizes, data, dev, root, deterministic, budget_s, t0, clock, info,
+                                          packed_here) if max(sizes.values(), default=1) > 1 else set()
         for spec in todo:
             if spec.train_key() in waiting:  # its pack did not fit this slice: the next one packs it
                 deferred.append(spec)
@@ -335,57 +316,6 @@ def run_slice(profile: str, notebooks: Iterable[str] | None, budget_s: float, ou
     info["finished"] = not info["interrupted"]
     write_outputs()
     return info
-
-
-def _train_packs(todo: list[RunSpec], sizes: dict[str, int], data: CIFAR10Data, dev: torch.device, root: Path,
-                 deterministic: bool | None, budget_s: float, t0: float, clock: Callable[[], float], info: dict,
-                 packed_here: set[str]) -> set[str]:
-    """Train ``todo``'s packs that fit the budget (module docstring); returns the keys left for a later slice (their
-    packs did not fit); adds the keys trained to ``packed_here`` and each pack to ``info["packs"]``."""
-    det = dev.type != "cuda" or deterministic_default(deterministic)
-    need = []
-    for spec in todo:
-        try:
-            if sizes.get(spec.arch, 1) > 1 and needs_training(spec, data, root, False, dev) is not None:
-                need.append(spec)
-        except Exception:  # noqa: BLE001  bad input: its run one by one says so
-            continue
-    planned = [p for arch, size in sorted(sizes.items()) for p in plan_packs([s for s in need if s.arch == arch], size)]
-    observed: dict[tuple, float] = {}  # (arch, kind, size, epochs, steps) -> wall s of a pack this slice trained
-    waiting: set[str] = set()
-    queue = list(planned)
-    while queue:
-        members = queue.pop(0)
-        first = members[0]
-        k = (first.arch, kind_of(first), len(members), first.epochs, first.train_subset, first.batch_size)
-        if k in observed:
-            guess, source = observed[k], "this slice"
-        else:
-            step_s, image_s = probe_pack(members, data, dev, deterministic)
-            guess, source = cost(first, data, step_s, image_s, part="train"), "probe"
-        if clock() - t0 + guess > budget_s:
-            if len(members) >= 4:  # halve it and try again
-                half = len(members) // 2
-                queue[:0] = [members[:half], members[half:]]
-            else:
-                waiting.update(s.train_key() for s in members)
-            continue
-        start = clock()
-        try:
-            keys = train_packed(members, data, dev, root, deterministic=det)
-        except Exception as exc:  # recorded; its networks are left to the runs one by one
-            info["failed"].append({"key": first.train_key(), "spec": f"pack of {len(members)}: {_describe(first)}",
-                                   "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        wall = clock() - start
-        observed[k] = max(observed.get(k, 0.0), wall)
-        packed_here.update(keys)
-        info["packs"].append({"keys": [s.train_key() for s in members], "size": len(members), "arch": first.arch,
-                              "kind": kind_of(first), "wall_s": round(wall, 2), "estimate_s": round(guess, 2),
-                              "estimate_from": source, "trained": keys})
-        print(f"[slice {info['profile']}] pack of {len(members)} {_describe(first)} ...: {wall:.1f} s "
-              f"(estimate {guess:.0f} s, {source})", flush=True)
-    return waiting
 
 
 def _progress(info: dict, specs: list, todo: list, spec: RunSpec, wall: float, elapsed: float, budget_s: float,
@@ -452,7 +382,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], float] = time.monoto
     return 0
 
 
-__all__ = ["SliceError", "cost", "held", "kind_of", "load_timings", "main", "probe", "probe_pack", "run_slice"]
+__all__ = ["SliceError", "cost", "held", "kind_of", "load_timings", "main", "probe", "run_slice"]
 
 if __name__ == "__main__":
     sys.exit(main())
