@@ -95,6 +95,16 @@ def test_a_figure_of_cached_results_from_other_code_fails(tmp_path):
     assert "feedfacefeedface" in problem and "other code" in problem
 
 
+def test_a_figure_of_networks_trained_in_packs_by_this_code_passes(tmp_path):
+    packed = code_fingerprint(packed=True)["code"]  # a pack-made result's own code hash (docs/protocol.md §12)
+    _figure(tmp_path, [code_fingerprint()["code"], packed])
+    _notebook(tmp_path, f"paperlib revs abc (code {packed}), def (code {code_fingerprint()['code']})")
+    assert packed != code_fingerprint()["code"] and cf.check(tmp_path) == []
+    _figure(tmp_path, [packed, "feedfacefeedface"], name="old")
+    (problem,) = cf.check(tmp_path)
+    assert "old.csv" in problem and "feedfacefeedface" in problem and packed in problem  # names both current codes
+
+
 @pytest.mark.parametrize("content", ["# profile smoke\nvariant\nfp32\n", "variant\nfp32\n"])
 def test_a_figure_without_a_fingerprint_fails(tmp_path, content):
     (tmp_path / "old.csv").write_text(content)

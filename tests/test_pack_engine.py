@@ -42,7 +42,7 @@ def test_a_sweep_trains_in_packs_and_caches_each_network(tiny_root, tmp_path, mo
     runs = df.drop_duplicates("key")
     assert sorted(runs.pack) == [1, 4, 4, 4, 4]
     lines = log.read_text()
-    assert "pack 1/1: 4 lenet5 8-bit s=1 networks (seeds 0-2; training sigma(s) 0, 0.5): trained together" in lines
+    assert "pack 1/1: 4 lenet5 8-bit s=1 networks (seeds 0-2; training sigmas 0, 0.5): trained together" in lines
     assert lines.count("trained in a pack of 4") == 4
     assert "pack 1/1: epoch 2/2 of 4 lenet5 8-bit s=1 networks" in lines  # a line after a pack's last epoch
     packed = [_recorded(results, k) for k in runs[runs.pack == 4].key]

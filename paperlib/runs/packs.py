@@ -243,15 +243,20 @@ def pack_task(
 
 
 def describe_pack(specs: Sequence[RunSpec]) -> str:
-    """``8 lenet5 8-bit s=1 networks (seeds 0-3; training sigmas 0, 0.1)`` for progress lines."""
+    """``8 lenet5 8-bit s=1 networks (seeds 0-7; training sigmas 0, 0.1)`` for progress lines."""
     from .summary import variant_name
 
     first = specs[0]
     seeds = sorted({s.seed for s in specs})
     sigmas = sorted({s.sigma_train for s in specs})
-    seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1 \
-        else "seed(s) " + ", ".join(map(str, seeds))
-    sigma_text = "" if sigmas == [0.0] else "; training sigma(s) " + ", ".join(f"{s:.3g}" for s in sigmas)
+    if len(seeds) == 1:
+        seed_text = f"seed {seeds[0]}"
+    elif seeds == list(range(seeds[0], seeds[-1] + 1)):
+        seed_text = f"seeds {seeds[0]}-{seeds[-1]}"
+    else:
+        seed_text = "seeds " + ", ".join(map(str, seeds))
+    sigma_text = "" if sigmas == [0.0] else "; training sigma" + ("s " if len(sigmas) > 1 else " ") + ", ".join(
+        f"{s:.3g}" for s in sigmas)
     return f"{len(specs)} {first.arch} {variant_name(first.bits, first.scale)} networks ({seed_text}{sigma_text})"
 
 
