@@ -146,56 +146,50 @@ def test_a_resumed_training_draws_the_dropout_masks_of_an_uninterrupted_one(tmp_
         assert torch.equal(a, b)
 
 
-def _dynamic_lenet(collect_steps: int) -> nn.Module:
-    """8-bit LeNet-5 with dynamic scales that collect statistics for ``collect_steps`` steps (Brevitas: 300), so
-    that a short test reaches the learned scale."""
+def _learned_scales(model: nn.Module) -> torch.Tensor:
     from brevitas.core.scaling.standalone import ParameterFromRuntimeStatsScaling
 
-    model = build_model("lenet5", bits=8, scale=None, seed=0)
-    for q in model.modules():
-        if isinstance(q, ParameterFromRuntimeStatsScaling):
-            q.collect_stats_steps = collect_steps
-    return model
+    return torch.stack([q.value.detach().clone() for q in model.modules()
+                        if isinstance(q, ParameterFromRuntimeStatsScaling)])
 
 
-@pytest.mark.parametrize("kept", [True, False])
-def test_a_resumed_dynamic_scale_goes_on_learning(tmp_path, monkeypatch, kept):
+def test_a_resumed_dynamic_scale_goes_on_learning(tmp_path, monkeypatch):
     """Brevitas builds new quantizers on every state-dict load, so an optimizer built before the load lost the
-    learned scales; paperlib.resume.quantizers_kept keeps them: paperlib.train and the engine train inside it."""
-    import contextlib
-
-    from paperlib.resume import quantizers_kept
+    learned scales (they froze at the resume); paperlib.resume.quantizers_kept keeps them: paperlib.train and the
+    engine train inside it. Brevitas' own 300 statistics steps: 20 epochs of 16 steps, killed after 19 (304 steps)."""
+    import shutil
 
     data = separable_data(n_train=64, n_test=20)
-    config = TrainConfig(epochs=3, batch_size=16)  # 4 steps per epoch: statistics for 3, learned from step 4
-    reference = train(_dynamic_lenet(3), data, config, device="cpu", progress=False)
-    real, calls = training.augment, [0]
+    config = TrainConfig(epochs=20, batch_size=4)
+    reference_model = build_model("lenet5", bits=8, scale=None, seed=0)
+    reference = train(reference_model, data, config, device="cpu", progress=False)
+    real, calls = training.write_atomic, [0]
 
-    def interrupt(*args, **kwargs):
+    def killed_after_epoch_19(path, write):
+        real(path, write)
         calls[0] += 1
-        if calls[0] == 4 + 2:  # step 2 of epoch 2: the checkpoint of epoch 1 has a learned scale
+        if calls[0] == 19:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "augment", interrupt)
+    monkeypatch.setattr(training, "write_atomic", killed_after_epoch_19)
     checkpoint = tmp_path / "checkpoint.pt"
     with pytest.raises(KeyboardInterrupt):
-        training.train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint, progress=False)
-    monkeypatch.setattr(training, "augment", real)
-    with quantizers_kept() if kept else contextlib.nullcontext():
-        resumed = training.train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=checkpoint,
-                                 progress=False)
-    assert resumed.history[0] == reference.history[0]  # epoch 1 comes from the checkpoint
-    assert (resumed.history == reference.history) is kept  # Brevitas' default: the scales stop learning
-    if not kept:  # paperlib.train is training.train inside quantizers_kept: it resumes exactly
-        with pytest.raises(KeyboardInterrupt):
-            monkeypatch.setattr(training, "augment", interrupt)
-            calls[0] = 0
-            train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=tmp_path / "again.pt", progress=False)
-        monkeypatch.setattr(training, "augment", real)
-        again = train(_dynamic_lenet(3), data, config, device="cpu", checkpoint=tmp_path / "again.pt",
-                      progress=False)
-        assert again.history == reference.history
+        train(build_model("lenet5", bits=8, scale=None, seed=0), data, config, device="cpu", checkpoint=checkpoint,
+              progress=False)
+    monkeypatch.setattr(training, "write_atomic", real)
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["epoch"] == 19 and {v["counter"] for v in state["quant_stats"].values()} == {301}  # learning
+    at_checkpoint = torch.stack([v["value"] for v in state["quant_stats"].values()])
+    shutil.copy(checkpoint, tmp_path / "default.pt")
+    resumed_model = build_model("lenet5", bits=8, scale=None, seed=0)
+    resumed = train(resumed_model, data, config, device="cpu", checkpoint=checkpoint, progress=False)
+    assert resumed.history == reference.history
+    assert torch.equal(_learned_scales(resumed_model), _learned_scales(reference_model))
+    # Brevitas' default (training.train outside quantizers_kept): the scales stay where the checkpoint left them
+    frozen_model = build_model("lenet5", bits=8, scale=None, seed=0)
+    training.train(frozen_model, data, config, device="cpu", checkpoint=tmp_path / "default.pt", progress=False)
+    assert torch.equal(_learned_scales(frozen_model), at_checkpoint)
+    assert not torch.equal(at_checkpoint, _learned_scales(reference_model))
 
 
 def test_the_engine_trains_with_the_quantizers_kept(tiny_root, tmp_path, monkeypatch):
