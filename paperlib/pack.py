@@ -22,7 +22,8 @@ kernels: a grouped convolution or a batched matmul may sum in another order
 than one network's, so a pack's network equals the same network trained
 alone to float tolerance, not bit for bit (tests/test_pack.py measures the
 difference). A pack is therefore its own way of training: a result made in
-one must say so (the run engine does not train packs yet).
+one must say so: the run engine (:mod:`paperlib.runs.packs`) records the pack in each network's cache entry and
+gives pack-made results their own code fingerprint.
 
 Quantized networks pack too (the layers :mod:`paperlib.quant` builds, on
 the fast QAT path of :mod:`paperlib.fastquant`): each network's weights are
