@@ -132,3 +132,32 @@ def test_the_curves_are_the_mean_over_networks_with_a_band_of_their_spread():
     assert np.allclose(one.get_lines()[0].get_ydata(), [40.0, 40.0])
     assert np.isclose(band.max() - band.min(), 2 * np.std([35, 45], ddof=1))
     plt.close(fig)
+
+
+def test_legends_list_constant_scales_by_size_and_a_missing_midpoint_is_said():
+    """Curves' legend: fp32, dynamic, then s = 0.25 < 4 < 16 (the names sorted as text put s=16 before s=4); Table
+    II's figure writes "no fit" where our midpoint is missing and "not run" where the profile has no run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import math
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from paperlib.paper import plots, table2
+
+    rows = [{"arch": "lenet5", "bits": bits, "scale": scale, "sigma_train": 0.0, "seed": 0, "key": f"k{bits}{scale}",
+             "sigma": sigma, "repeat": 0, "accuracy": 0.5, "diverged": False, "clean_accuracy": 0.5}
+            for bits, scale in ((8, 16.0), (8, 4.0), (None, None), (8, 0.25), (8, None)) for sigma in (0.1, 1.0)]
+    fig, (ax, mids) = plt.subplots(1, 2)
+    plots.plot_curves(ax, pd.DataFrame(rows))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["fp32", "8-bit dynamic", "8-bit s=0.25", "8-bit s=4", "8-bit s=16"]
+    table = pd.DataFrame({"model": ["LeNet-5", "VGG-11"], "sigma_mid": [0.3, math.nan], "sigma_mid_err": [0.01, math.nan],
+                          "paper_sigma_mid": [0.25, 0.15], "sigma_mid_noisy": [math.nan, math.nan],
+                          "sigma_mid_noisy_err": [math.nan, math.nan], "paper_sigma_mid_noisy": [2.6, 2.96],
+                          "fit": ["ok", "–"], "fit, noisy training": ["collapsed", "–"]})
+    table2.plot_midpoints(mids, table)
+    assert sorted(t.get_text() for t in mids.texts) == ["no fit", "not run", "not run"]
+    plt.close(fig)

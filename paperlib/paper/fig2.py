@@ -48,13 +48,15 @@ def plot_peak_vs_midpoint(ax: plt.Axes, summary: pd.DataFrame, *, title: str | N
     clean = summary[summary.regime == "clean"]
     ok = clean[clean.fit_ok]
     div = lambda r: f" (diverged {r.n_diverged}/{r.networks})" if r.get("n_diverged", 0) else ""  # noqa: E731
-    for bits, g in ok[ok.bits.notna()].groupby("bits"):
+    for i, (bits, g) in enumerate(ok[ok.bits.notna()].groupby("bits")):
         g = g.assign(order=g.scale.fillna(0)).sort_values("order")
         line = ax.errorbar(g.sigma_mid, 100 * g.peak_acc, xerr=g.sigma_mid_err, yerr=100 * g.peak_acc_std.fillna(0),
                            marker="o", capsize=2, label=f"{int(bits)}-bit")
+        above = i % 2 == 0  # one bit width's labels above its points, the next one's below: close points stay legible
         for _, r in g.iterrows():
             ax.annotate(("dyn" if pd.isna(r.scale) else f"{r.scale:g}") + div(r), (r.sigma_mid, 100 * r.peak_acc),
-                        fontsize="x-small", xytext=(3, 3), textcoords="offset points", color=line[0].get_color())
+                        fontsize="x-small", xytext=(3, 3 if above else -3), textcoords="offset points",
+                        va="bottom" if above else "top", color=line[0].get_color())
     fp32 = ok[ok.bits.isna()]
     if len(fp32):
         ax.errorbar(

@@ -78,6 +78,16 @@ def variant_color(bits: float | None, scale: float | None, scales: list[float] |
     return mpl.colormaps["viridis"](0.1 + 0.8 * pos)
 
 
+def _curve_order(item: tuple[tuple[str, str], pd.DataFrame]) -> tuple:
+    """Legend order of a ``((variant, regime), rows)`` group: clean before noisy training, then fp32, dynamic
+    scaling and the constant scales from small to large (not the variants' names in alphabetical order, which
+    put s=16 before s=4), lower bit widths first."""
+    (_, regime), g = item
+    bits, scale = g.bits.iloc[0], g.scale.iloc[0]
+    kind = 0 if pd.isna(bits) else 1 if pd.isna(scale) else 2
+    return (regime == "noisy", 0 if pd.isna(bits) else bits, kind, 0 if pd.isna(scale) else scale)
+
+
 def _diverged_note(g: pd.DataFrame, regime: str) -> str:
     """The legend note ' (diverged k/n)' for one curve's rows of :func:`paperlib.runs.summary.curves`, else "".
 
@@ -120,7 +130,7 @@ def plot_curves(ax: plt.Axes, df: pd.DataFrame, *, fit: bool = False, title: str
     points = curve_points(df)
     ax.set_xscale("log")
     handles = []
-    for (variant, regime), g in curves.groupby(["variant", "regime"], sort=False):
+    for (variant, regime), g in sorted(curves.groupby(["variant", "regime"], sort=False), key=_curve_order):
         color = variant_color(g.bits.iloc[0], g.scale.iloc[0], scales)
         style, marker = ("--", "s") if regime == "noisy" else ("-", "o")
         mine = points[(points.variant == variant) & (points.regime == regime)]
