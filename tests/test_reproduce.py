@@ -467,6 +467,18 @@ def test_what_fig2_shows_names_the_numbers_it_was_given():
         assert part in text, f"{part!r} missing from {text}"
 
 
+def test_what_fig2_shows_as_most_robust_a_working_scale_not_one_near_chance():
+    """An 8-bit s=512 network at 15% (below the findings' working floor, 28.8% for fp32 at 47.5%) with the highest
+    sigma_mid is not "the most robust constant scale": s=8 is (lenet-full's s=512 was named, at 15.8%)."""
+    near_chance = ("lenet5", "8-bit s=512", "clean", 8, 512.0, 2, 2, 0, "0 of 2", 0, 0.15, 0.01, 0.004, 0.15, 1.6,
+                   0.05, 0.05 / 1.6, "1.6 (3.1%)", True, False)
+    summary = pd.concat([_hand_summary(), pd.DataFrame([near_chance], columns=_hand_summary().columns)])
+    text = fig2.what_it_shows(summary, load_profile("quick"))
+    assert "The most robust constant scale, 8-bit s=8," in text, text
+    alone = summary[summary.variant.isin(["fp32", "8-bit s=512"])]
+    assert "No constant scale gives a working curve" in fig2.what_it_shows(alone, load_profile("quick"))
+
+
 def test_what_fig3_shows_the_gain_of_noisy_training_beside_the_papers(lenet_sweep):
     summary = pp.summarize(lenet_sweep)
     clean, noisy = pp.summary_row(summary, "lenet5", "fp32"), pp.summary_row(summary, "lenet5", "fp32", "noisy")

@@ -20,8 +20,8 @@ from ..runs.profile import Profile
 from ..runs.summary import summary_row, variant_name
 from . import published as paper
 from .plots import legend, log_ticks, new_figure, plot_curves, themed
-from .prose import best_constant, fp32_sentence, pct, report
-from .rules import mid, usable
+from .prose import fp32_sentence, pct, report
+from .rules import mid, usable, working_constants
 from .specs import clean_specs, qat_variants
 from .tables import Markdown, percent_table
 
@@ -137,9 +137,11 @@ def what_it_shows(summary: pd.DataFrame, profile: Profile, arch: str = "lenet5")
     (75%, 0.286), the most robust working constant scale beside the paper's 8-bit s = 8 (75% -> 70%, sigma_mid up
     by over 200%), which findings hold and what the profile's budget means."""
     lines = [fp32_sentence(summary, arch)]
-    fp32, best = summary_row(summary, arch, "fp32"), best_constant(summary, arch)
+    fp32, working = summary_row(summary, arch, "fp32"), working_constants(summary, arch)
+    best = None if working.empty else next(working.sort_values("sigma_mid", ascending=False).itertuples())
     if best is None:
-        lines.append("No constant scale gives a working curve with a midpoint in this run.")
+        lines.append("No constant scale gives a working curve with a midpoint in this run (working: as in the "
+                     "findings below).")
     else:
         text = f"The most robust constant scale, {best.variant}, keeps a peak accuracy of {pct(best)}"
         if fp32 is not None and usable(fp32):

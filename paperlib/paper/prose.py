@@ -18,13 +18,6 @@ from .tables import Markdown
 _row = summary_row
 
 
-def best_constant(summary: pd.DataFrame, arch: str):
-    """The working constant scale (clean training, fitted, not collapsed) with the highest sigma_mid, or None."""
-    const = summary[(summary.arch == arch) & (summary.regime == "clean") & summary.scale.notna()
-                    & summary.fit_ok & ~summary.collapsed]
-    return None if const.empty else next(const.sort_values("sigma_mid", ascending=False).itertuples())
-
-
 def pct(r) -> str:
     """A summary row's peak accuracy in % with its standard error, or why there is none."""
     if pd.isna(r.peak_acc):

@@ -82,6 +82,15 @@ def _fp32_floor(summary: pd.DataFrame, arch: str) -> tuple[float, str] | None:
     )
 
 
+def working_constants(summary: pd.DataFrame, arch: str) -> pd.DataFrame:
+    """The clean constant-scale rows of ``arch`` that work by the findings' rule (fitted, not collapsed, and at
+    least :data:`WORKING_FRACTION` of fp32's accuracy above chance when fp32 is in ``summary``); any bit width."""
+    const = summary[(summary.arch == arch) & (summary.regime == "clean") & summary.scale.notna()]
+    got = _fp32_floor(summary, arch)
+    floor = -math.inf if got is None else got[0]
+    return const[[_works(r, floor) for r in const.itertuples()]]
+
+
 def _left_out(const: pd.DataFrame, floor: float) -> str:
     bad = [r for r in const.itertuples() if not _works(r, floor)]
     if not bad:
