@@ -154,7 +154,8 @@ def test_legends_list_constant_scales_by_size_and_a_missing_midpoint_is_said():
     plots.plot_curves(ax, pd.DataFrame(rows))
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["fp32", "8-bit dynamic", "8-bit s=0.25", "8-bit s=4", "8-bit s=16"]
-    table = pd.DataFrame({"model": ["LeNet-5", "VGG-11"], "sigma_mid": [0.3, math.nan], "sigma_mid_err": [0.01, math.nan],
+    table = pd.DataFrame({"model": ["LeNet-5", "VGG-11"], "sigma_mid": [0.3, math.nan],
+                          "sigma_mid_err": [0.01, math.nan],
                           "paper_sigma_mid": [0.25, 0.15], "sigma_mid_noisy": [math.nan, math.nan],
                           "sigma_mid_noisy_err": [math.nan, math.nan], "paper_sigma_mid_noisy": [2.6, 2.96],
                           "fit": ["ok", "–"], "fit, noisy training": ["collapsed", "–"]})

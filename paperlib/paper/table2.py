@@ -123,7 +123,8 @@ def plot_midpoints(ax: plt.Axes, table: pd.DataFrame, *, title: str | None = Non
 
     ``table`` is :func:`compare`'s output; an architecture with diverged networks is flagged under its name
     ("diverged 1 of 2", docs/protocol.md §11). Points, not bars: a bar's length on a log axis depends on where the
-    axis starts. Where our curve has no midpoint (no fit, e.g. collapsed) "no fit" stands in the point's place, "not run" where the profile has no such run.
+    axis starts. Where our curve has no midpoint (no fit, e.g. collapsed) "no fit" stands in the point's place,
+    "not run" where the profile has no such run.
     """
     x = np.arange(len(table))
     series = [
@@ -140,8 +141,8 @@ def plot_midpoints(ax: plt.Axes, table: pd.DataFrame, *, title: str | None = Non
         fits = table.get("fit, noisy training" if col.endswith("noisy") else "fit", pd.Series(["?"] * len(table)))
         for xi, value, fit in zip(x + dx, table[col], fits):
             if ours and not np.isfinite(float(value)):  # no midpoint: said where its point would be
-                ax.text(xi, 0.02, "not run" if fit == "–" else "no fit", transform=ax.get_xaxis_transform(), rotation=90, ha="center",
-                        va="bottom", fontsize="x-small", color=color)
+                ax.text(xi, 0.02, "not run" if fit == "–" else "no fit", transform=ax.get_xaxis_transform(),
+                        rotation=90, ha="center", va="bottom", fontsize="x-small", color=color)
     names = list(table["model"])
     for col, what in (("diverged", "diverged"), ("diverged, noisy training", "diverged, noisy training")):
         if col in table:
