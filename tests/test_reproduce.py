@@ -491,6 +491,24 @@ def test_what_fig3_shows_the_gain_of_noisy_training_beside_the_papers(lenet_swee
     assert table.loc[("lenet5", "8-bit s=8"), "gain"] == "–"  # no noisy-trained 8-bit s=8 in this sweep
 
 
+def test_what_fig3_shows_names_each_quantized_variant_and_one_without_a_midpoint():
+    """With noisy training, each quantized variant's sigma_mid over fp32's, by name, and one without a midpoint said
+    so (lenet-full's 8-bit s=1: it read "0.68x to 0.68x" with one variant left out silently)."""
+    cols = list(_hand_summary().columns)
+    base = dict(arch="lenet5", seeds=1, networks=5, n_diverged=0, diverged="0 of 5", failed=0, peak_acc=0.6,
+                peak_acc_std=0.0, peak_acc_err=0.005, best_grid_acc=0.6, collapsed=False)
+    rows = [dict(base, variant="fp32", regime="clean", bits=math.nan, scale=math.nan, sigma_mid=0.25,
+                 sigma_mid_err=0.005, rel_err=0.02, fit="0.25 (2%)", fit_ok=True),
+            dict(base, variant="fp32", regime="noisy", bits=math.nan, scale=math.nan, sigma_mid=2.0, sigma_mid_err=0.2,
+                 rel_err=0.1, fit="2 (10%)", fit_ok=True),
+            dict(base, variant="8-bit dynamic", regime="noisy", bits=8, scale=math.nan, sigma_mid=1.5,
+                 sigma_mid_err=0.15, rel_err=0.1, fit="1.5 (10%)", fit_ok=True),
+            dict(base, variant="8-bit s=1", regime="noisy", bits=8, scale=1.0, sigma_mid=math.nan,
+                 sigma_mid_err=math.nan, rel_err=math.nan, fit="no midpoint", fit_ok=False)]
+    text = fig3.what_it_shows(pd.DataFrame(rows)[cols], load_profile("smoke"))
+    assert "noisy training: 8-bit dynamic 0.75x fp32's; 8-bit s=1 has no midpoint" in text, text
+
+
 def test_tables_i_and_ii_as_shown_hold_no_raw_fractions(lenet_sweep):
     summary = pp.summarize(lenet_sweep)
     shown = table2.compare(summary, ("lenet5",), numbers=False)
