@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from paperlib.paper import pcm_device
 from paperlib.paper.verdicts import folder_verdicts, stale_blocks, summary_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,36 @@ def test_the_verdicts_are_read_from_every_committed_notebook_with_findings():
 
 # --- numbers -----------------------------------------------------------------------------------------------------
 
+def pcm_claims(folder: str) -> dict[str, str]:
+    """The numbers README.md gives of notebook 08 at ``folder`` (its ranking and frame CSVs): text -> what it says."""
+    table = pd.read_csv(ROOT / folder / "pcm_lenet5_ranking.csv", comment="#")
+    frame = pd.read_csv(ROOT / folder / "pcm_lenet5.csv", comment="#")
+    ref = table.set_index("method").loc["fp32"]
+    best = table.sort_values("scale_mid", ascending=False).iloc[0]
+    s64 = table.set_index("method").loc["8-bit s=64"]
+    others = table[table.method != "fp32"]
+    g, sc = others.sigma_mid / ref.sigma_mid, others.scale_mid / ref.scale_mid
+    rho = pcm_device.rank_agreement(table)
+    t = frame[frame.panel == "time"]
+    at = {(w, c): t[(t.t_inference == w) & (t.compensation == c)].accuracy.mean()
+          for w in (pcm_device.TIMES[0], pcm_device.TIMES[-1]) for c in (True, False)}
+    year = pcm_device.TIMES[-1]
+    noisy = table[table.method.str.contains("noisy-trained")].clean
+    return {
+        f"{100 * noisy.min():.0f}–{100 * noisy.max():.0f}% clean against fp32's {ref.clean:.0%}":
+            "PCM: the noisy-trained networks' clean accuracy",
+        f"{best.method} tolerates {best.scale_mid:.2f}× the device's noise at one day, "
+        f"{best.scale_mid / ref.scale_mid:.1f}× fp32's": "PCM: the most tolerant method, beside fp32",
+        f"fp32 falls halfway after {ref.drift_half_time_s / 60:.0f} min": "PCM: fp32's drift half time",
+        f"raises Gaussian `sigma_mid` {s64.sigma_mid / ref.sigma_mid:.1f}× over fp32 but tolerates "
+        f"{s64.scale_mid / ref.scale_mid:.2f}×": "PCM: 8-bit s=64 Gaussian against device",
+        f"{g.min():.2g}–{g.max():.2g}× become {sc.min():.2g}–{sc.max():.2g}×": "PCM: gains over fp32",
+        f"Spearman's rho {rho['scale']:.2f}": "PCM: rank agreement",
+        f"from {at[1.0, True]:.1%} at 1 s to {at[year, True]:.1%} after a year; without, to {at[year, False]:.1%}":
+            "PCM: mean accuracy over time",
+    }
+
+
 def readme_claims() -> dict[str, str]:
     """The numbers of README.md's results section, each computed from the committed CSVs: text -> what it says."""
     full = summary("figures/lenet-full", "fig2_lenet5_summary.csv")
@@ -112,6 +143,7 @@ def readme_claims() -> dict[str, str]:
     gap = 100 * (fp32.peak_acc - s8.peak_acc)
     gain = nfp.sigma_mid / fp32.sigma_mid
     return {
+        **pcm_claims("figures/lenet-full"),
         f"reaches {pct(fp32.peak_acc, fp32.peak_acc_err)}": "lenet-full fp32 peak",
         f"`sigma_mid` {fp32.sigma_mid:.3f} ± {fp32.sigma_mid_err:.3f}": "lenet-full fp32 sigma_mid",
         f"raises it {s8.sigma_mid / fp32.sigma_mid:.1f}×": "lenet-full 8-bit s=8 over fp32",
