@@ -29,18 +29,21 @@ MKL pick other kernels on, e.g., AVX-512 than on AVX2), other torch/oneDNN/MKL
 builds, a GPU instead of the CPU, and an explicit ``numeric_threads(n)`` with
 ``n != 1`` around a backward pass or a full reduction.
 
-Evaluation uses every core it has (docs/protocol.md §12). A forward pass
-without autograd -- the convolutions, matmuls, pooling and elementwise ops of
-a noise sweep, frozen quantizers and batch norm in eval mode included --
-splits its outputs, not its sums, across threads, so its bits are the same on
-any thread count (tests/test_threads.py: logits of LeNet-5, VGG-11 and
-ResNet-18, fp32 and QAT, noise on, on 1, 2 and 3 threads). So
-``numeric_threads()`` inside ``torch.no_grad()`` (as in
-:func:`paperlib.accuracy` and :func:`paperlib.evaluate_pairs`) runs on
-:func:`evaluation_threads`: the process's share of the CPU. A full reduction
-over a large tensor (``sum``, ``mean``) does depend on the thread count; code
-without autograd that takes one asks for ``numeric_threads(NUMERIC_THREADS)``
-(:mod:`paperlib.pcm`).
+Evaluation runs on one thread too, unless you ask for more
+(docs/protocol.md §12). A forward pass without autograd splits its outputs
+across threads on most CPUs, and its bits were the same on 1, 2 and 3 threads
+on an AMD EPYC (AVX2) for LeNet-5, VGG-11 and ResNet-18; but on an Intel Xeon
+(2026-12-05) VGG-11's logits differed in their last bits between thread counts
+(fp32 and QAT; LeNet-5 and ResNet-18 did not), so a kernel there splits a sum.
+Which CPU a user or CI has is not ours to choose, so ``numeric_threads()``
+inside ``torch.no_grad()`` (as in :func:`paperlib.accuracy` and
+:func:`paperlib.evaluate_pairs`) runs on :func:`evaluation_threads`:
+:data:`NUMERIC_THREADS`, or what ``$PAPERLIB_EVAL_THREADS`` asks for
+(``share``: the process's share of the CPU; or a whole number), a speed-up of
+1.3-1.7x on a quiet 2-core machine that may change the last bits of an
+evaluation on some CPUs. A full reduction over a large tensor (``sum``,
+``mean``) depends on the thread count on every CPU; code without autograd that
+takes one asks for ``numeric_threads(NUMERIC_THREADS)`` (:mod:`paperlib.pcm`).
 
 Many threads on a busy machine are only safe when OpenMP's idle threads sleep:
 with torch's default they spin, and a forward pass on 2 threads beside one
@@ -112,10 +115,25 @@ def _torch_threads(n: int) -> Iterator[None]:
             torch.set_num_threads(saved)
 
 
+#: The environment variable that lets evaluations use more than :data:`NUMERIC_THREADS` (module docstring).
+EVAL_THREADS_ENV = "PAPERLIB_EVAL_THREADS"
+
+
 def evaluation_threads() -> int:
-    """Intra-op threads of a forward pass without autograd: :func:`process_threads` where OpenMP's idle threads
-    sleep (:data:`PASSIVE_WAIT`), else :data:`NUMERIC_THREADS` (module docstring)."""
-    return process_threads() if PASSIVE_WAIT else NUMERIC_THREADS
+    """Intra-op threads of a forward pass without autograd: :data:`NUMERIC_THREADS`, unless
+    ``$PAPERLIB_EVAL_THREADS`` is ``share`` (:func:`process_threads` where OpenMP's idle threads sleep,
+    :data:`PASSIVE_WAIT`, else one) or a whole number; more than one may change an evaluation's last bits on some
+    CPUs (module docstring)."""
+    raw = os.environ.get(EVAL_THREADS_ENV, "").strip().lower()
+    if not raw:
+        return NUMERIC_THREADS
+    if raw == "share":
+        return process_threads() if PASSIVE_WAIT else NUMERIC_THREADS
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    raise ValueError(f"${EVAL_THREADS_ENV} is {os.environ[EVAL_THREADS_ENV]!r}; set it to 'share' (the process's "
+                     f"share of the CPU), a whole number of threads >= 1, or leave it unset (one thread, the same "
+                     f"bits on every CPU's thread count)")
 
 
 @contextlib.contextmanager
@@ -125,8 +143,8 @@ def numeric_threads(n: int | None = None) -> Iterator[None]:
     ``n`` None (the numerics of :func:`paperlib.train` and of the evaluations):
     :data:`NUMERIC_THREADS` where autograd records (a backward pass's sums
     split across threads), :func:`evaluation_threads` inside ``torch.no_grad()``
-    or inference mode (a forward pass's bits do not depend on the count; module
-    docstring). Nestable; acts on the calling thread (torch keeps one count per thread),
+    or inference mode (also one, unless ``$PAPERLIB_EVAL_THREADS`` asks for
+    more; module docstring). Nestable; acts on the calling thread (torch keeps one count per thread),
     so concurrent Dask tasks in one worker do not undo each other's setting.
     Inside the block :func:`process_threads` still reports the count from
     outside it. Either way CPU results are independent of the executor, the
