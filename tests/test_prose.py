@@ -110,9 +110,9 @@ def pcm_claims(folder: str) -> dict[str, str]:
     g, sc = others.sigma_mid / ref.sigma_mid, others.scale_mid / ref.scale_mid
     rho = pcm_device.rank_agreement(table)
     t = frame[frame.panel == "time"]
+    first, year = pcm_device.TIMES[0], pcm_device.TIMES[-1]
     at = {(w, c): t[(t.t_inference == w) & (t.compensation == c)].accuracy.mean()
-          for w in (pcm_device.TIMES[0], pcm_device.TIMES[-1]) for c in (True, False)}
-    year = pcm_device.TIMES[-1]
+          for w in (first, year) for c in (True, False)}
     noisy = table[table.method.str.contains("noisy-trained")].clean
     return {
         f"{100 * noisy.min():.0f}–{100 * noisy.max():.0f}% clean against fp32's {ref.clean:.0%}":
@@ -124,7 +124,7 @@ def pcm_claims(folder: str) -> dict[str, str]:
         f"{s64.scale_mid / ref.scale_mid:.2f}×": "PCM: 8-bit s=64 Gaussian against device",
         f"{g.min():.2g}–{g.max():.2g}× become {sc.min():.2g}–{sc.max():.2g}×": "PCM: gains over fp32",
         f"Spearman's rho {rho['scale']:.2f}": "PCM: rank agreement",
-        f"from {at[1.0, True]:.1%} at 1 s to {at[year, True]:.1%} after a year; without, to {at[year, False]:.1%}":
+        f"from {at[first, True]:.1%} at 1 s to {at[year, True]:.1%} after a year; without, to {at[year, False]:.1%}":
             "PCM: mean accuracy over time",
     }
 

@@ -140,8 +140,8 @@ def test_a_zoo_network_reproduces_its_recorded_clean_accuracy(real_cifar10):
         assert len(y) == (entry.spec.test_subset or 10_000)
         # the recorded accuracy was measured on another CPU: a last-bit difference of a convolution moves a
         # quantized activation across a rounding step now and then and flips an image near a decision boundary
-        # (measured: lenet-full's 4-bit dynamic network 4 images of 10,000 on an Intel Xeon, 0 on the AMD EPYC that
-        # recorded it; the 8-bit one 0 on both). So up to 0.1% of the images (10 of 10,000, the last digit our
+        # (measured on an Intel Xeon: lenet-full's 4-bit dynamic network 4 images of 10,000 off the record an AMD
+        # EPYC made, the 8-bit one 0 off). So up to 0.1% of the images (10 of 10,000, the last digit our
         # tables print) may differ. That tells networks of other accuracies apart (lenet-full's 4-bit s = 1 network
         # is 14 images off the 4-bit dynamic one's record), not all (4-bit s = 0.25: 9; every weight of the right one
         # off by 0.1%: 5): the manifest's sha256 and the noise-curve test below do that
