@@ -47,7 +47,7 @@ from paperlib import (
 from paperlib.data import MEAN, STD, CIFAR10Data
 from paperlib.inference import frozen_quantizers
 from paperlib.runs.experiment import shared_data
-from paperlib.runs.provenance import provenance
+from paperlib.runs.provenance import cpu, provenance
 from paperlib.threads import USER_WAIT_POLICY, cpu_count, numeric_threads
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> dict:
             "load_1min_before": load_before,  # the machine's load while it ran: a busy machine's numbers mean little
             "load_1min_after": os.getloadavg()[0],
             "machine": platform.machine(),
+            "cpu": cpu(),  # model and instruction set: another CPU gives other speeds (and other last bits)
         }
         r = results[name]
         print(
