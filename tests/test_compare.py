@@ -97,3 +97,20 @@ def test_the_committed_fig2_csv_compared_with_itself_is_identical_network_by_net
     n = compare.read_sweep_csv(csv)["key"].nunique()
     assert f"{n} networks in both tables (0 only in the first, 0 only in the second); {n} of them identical" in out
     assert "1.000x apart in the median, 1.000x at most" in out
+
+
+def test_two_figure_folders_are_compared_file_by_file_leaving_out_what_is_not_a_sweep_table(tmp_path, capsys):
+    a, b = _tables()
+    for folder, table in (("ours", a), ("yours", b)):
+        (tmp_path / folder).mkdir()
+        table.to_csv(tmp_path / folder / "fig2_lenet5_qat.csv", index=False)
+        pd.DataFrame({"variant": ["fp32"], "sigma_mid": [0.3]}).to_csv(tmp_path / folder / "fig2_summary.csv",
+                                                                        index=False)
+    table.to_csv(tmp_path / "yours" / "only_yours.csv", index=False)
+    done = compare.compare_folders(tmp_path / "ours", tmp_path / "yours")
+    assert [name for name, _ in done] == ["fig2_lenet5_qat.csv"] and done[0][1]["shared"] == 3
+    assert compare.main([str(tmp_path / "ours"), str(tmp_path / "yours")]) == 0
+    assert "== fig2_lenet5_qat.csv\n3 networks in both tables" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no sweep CSV of the same name"):
+        compare.compare_folders(tmp_path / "ours", tmp_path / "empty")

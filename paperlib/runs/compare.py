@@ -15,6 +15,7 @@ one table: the yardstick for a difference between two machines.
 :func:`reproduction_summary` puts both in a few numbers.
 
     python -m paperlib.runs.compare figures/quick/fig2_lenet5_qat.csv my-figures/fig2_lenet5_qat.csv
+    python -m paperlib.runs.compare figures/quick my-figures        # every sweep CSV both folders hold
 
 Engine layer: it reads sweep tables, not the paper. No matplotlib.
 """
@@ -240,18 +241,44 @@ def describe(s: dict) -> str:
     return "\n".join(lines)
 
 
+def compare_folders(a: str | Path, b: str | Path) -> list[tuple[str, dict]]:
+    """Every sweep CSV that folders ``a`` and ``b`` (two renders of one profile's figures) both hold, compared:
+    ``(file name, reproduction_summary)`` per file in name order. CSVs that are not sweep tables (summaries, tables)
+    and sweep tables that share no network are left out. Raises ``ValueError`` when no file could be compared."""
+    a, b = Path(a), Path(b)
+    out = []
+    for path in sorted(a.glob("*.csv")):
+        other = b / path.name
+        if not other.is_file():
+            continue
+        try:
+            out.append((path.name, reproduction_summary(read_sweep_csv(path), read_sweep_csv(other))))
+        except ValueError:  # not a sweep table, or no network in both
+            continue
+    if not out:
+        raise ValueError(f"{a} and {b} hold no sweep CSV of the same name with networks in both; pass two renders of "
+                         f"one profile's figures (e.g. figures/quick and your figures/quick)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m paperlib.runs.compare A.csv B.csv [--all]``: the summary, then the networks that differ most."""
+    """``python -m paperlib.runs.compare A B [--all]``: two sweep CSVs (the summary, then the networks that differ
+    most) or two figure folders (the summary of every sweep CSV both hold)."""
     parser = argparse.ArgumentParser(
         prog="python -m paperlib.runs.compare",
-        description="Compare two renders of one figure's sweep CSV network by network (same cache keys): does a "
-                    "rerun on another machine reproduce the first?",
+        description="Compare two renders of one figure's sweep CSV network by network (same cache keys), or of "
+                    "every sweep CSV of two figure folders: does a rerun on another machine reproduce the first?",
     )
-    parser.add_argument("a", help="the first sweep CSV (e.g. the committed figures/quick/fig2_lenet5_qat.csv)")
-    parser.add_argument("b", help="the second sweep CSV (the same figure from your rerun)")
+    parser.add_argument("a", help="the first sweep CSV or figure folder (e.g. the committed figures/quick)")
+    parser.add_argument("b", help="the second (the same figure or folder from your rerun)")
     parser.add_argument("--all", action="store_true", help="list every shared network, not the ten that differ most")
     args = parser.parse_args(argv)
     try:
+        if Path(args.a).is_dir() and Path(args.b).is_dir():
+            for name, summary in compare_folders(args.a, args.b):
+                print(f"== {name}")
+                print(describe(summary))
+            return 0
         a, b = read_sweep_csv(args.a), read_sweep_csv(args.b)
         summary, table = reproduction_summary(a, b), compare_sweeps(a, b)
     except (FileNotFoundError, ValueError) as e:
