@@ -114,3 +114,14 @@ def test_two_figure_folders_are_compared_file_by_file_leaving_out_what_is_not_a_
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no sweep CSV of the same name"):
         compare.compare_folders(tmp_path / "ours", tmp_path / "empty")
+
+
+def test_a_failed_run_without_accuracies_is_compared_as_unknown_not_as_an_error():
+    a, b = _tables()
+    b = b.copy()
+    b.loc[b.key == "k2", ["clean_accuracy", "accuracy"]] = math.nan  # the run raised on the second machine
+    cmp = compare.compare_sweeps(a, b).set_index("key")
+    assert math.isnan(cmp.loc["k2", "clean_images"]) and math.isnan(cmp.loc["k2", "sigma_mid_ratio"])
+    assert not cmp.loc["k2", "identical"]
+    s = compare.reproduction_summary(a, b)
+    assert s["clean_images_max"] == 3 and s["sigma_mid_compared"] == 2

@@ -135,7 +135,7 @@ def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         "seed": both["seed_a"],
         "clean_a": both["clean_a"],
         "clean_b": both["clean_b"],
-        "clean_images": [round(abs(x - y) * n) for x, y, n in zip(both.clean_a, both.clean_b, both.test_images_a)],
+        "clean_images": np.rint((both.clean_a - both.clean_b).abs() * both.test_images_a),  # NaN: a run that failed
         "sigma_mid_a": both["sigma_mid_a"],
         "sigma_mid_b": both["sigma_mid_b"],
     })
@@ -198,8 +198,8 @@ def reproduction_summary(a: pd.DataFrame, b: pd.DataFrame) -> dict:
         "only_a": len(keys_a - keys_b),
         "only_b": len(keys_b - keys_a),
         "identical": int(cmp.identical.sum()),
-        "clean_images_median": float(cmp.clean_images.median()),
-        "clean_images_max": int(cmp.clean_images.max()),
+        "clean_images_median": float(cmp.clean_images.median()),  # NaN (failed runs) left out, as below
+        "clean_images_max": float(cmp.clean_images.max()),
         "sigma_mid_compared": len(folded),
         "sigma_mid_ratio_median": float(folded.median()) if len(folded) else math.nan,
         "sigma_mid_ratio_max": float(folded.max()) if len(folded) else math.nan,
@@ -224,7 +224,7 @@ def describe(s: dict) -> str:
     lines = [
         f"{s['shared']} networks in both tables ({s['only_a']} only in the first, {s['only_b']} only in the second); "
         f"{s['identical']} of them identical to the last bit.",
-        f"Clean accuracy: {s['clean_images_median']:g} test images apart in the median, {s['clean_images_max']} at "
+        f"Clean accuracy: {s['clean_images_median']:g} test images apart in the median, {s['clean_images_max']:g} at "
         f"most.",
     ]
     if s["sigma_mid_compared"]:
