@@ -16,7 +16,9 @@
   protocol to run, and the named profiles in ``paperlib/runs/profiles/``;
 - :mod:`~paperlib.runs.provenance`, :mod:`~paperlib.runs.progress`,
   :mod:`~paperlib.runs.check_figures`: what made a result, progress lines,
-  and whether committed figures are current.
+  and whether committed figures are current;
+- :mod:`~paperlib.runs.compare`: a rerun's figure against ours, network by
+  network (does it reproduce them, beside the spread between seeds).
 
 The engine imports the toolbox (``paperlib.*``), never the paper layer.
 """
