@@ -125,3 +125,20 @@ def test_a_failed_run_without_accuracies_is_compared_as_unknown_not_as_an_error(
     assert not cmp.loc["k2", "identical"]
     s = compare.reproduction_summary(a, b)
     assert s["clean_images_max"] == 3 and s["sigma_mid_compared"] == 2
+
+
+def test_one_network_evaluated_under_two_noise_kinds_is_two_curves_not_one_mixed_curve():
+    a = pd.concat([_network("k0", 0, 0.45, 0.30), _network("k0", 0, 0.45, 0.60)])
+    a["noise_kind"] = ["additive"] * (len(a) // 2) + ["weight"] * (len(a) // 2)  # as notebook 07's table
+    b = a.copy()
+    b.loc[b.noise_kind == "weight", "accuracy"] = np.repeat(
+        logistic(np.log10(DEFAULT_SIGMAS), 0.45, 6.0, math.log10(0.66)), 2)
+    cmp = compare.compare_sweeps(a, b).set_index("label")
+    assert len(cmp) == 2 and cmp.loc["lenet5 8-bit s=1", "sigma_mid_a"] == pytest.approx(0.30, rel=1e-3)
+    assert cmp.loc["lenet5 8-bit s=1, weight noise", "sigma_mid_ratio"] == pytest.approx(1.1, rel=1e-3)
+    assert cmp.loc["lenet5 8-bit s=1", "identical"] and not cmp.loc["lenet5 8-bit s=1, weight noise", "identical"]
+    s = compare.reproduction_summary(a, b)
+    assert (s["shared"], s["curves"], s["identical"]) == (1, 2, 1)
+    assert compare.seed_spread(a).empty  # one seed: no spread, not the two kinds taken for two seeds
+    assert "1 networks in both tables (0 only in the first, 0 only in the second), 2 curves of them" in (
+        compare.describe(s))

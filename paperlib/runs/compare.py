@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..midpoint import fit_midpoint_calibrated
-from .spec import RunSpec
+from .spec import EVALUATION_FIELDS, RunSpec
 from .summary import TEST_IMAGES, variant_name
 
 #: Columns a sweep table must have to be compared network by network.
@@ -40,6 +40,9 @@ NEEDED: tuple[str, ...] = ("key", "seed", "clean_accuracy", "sigma", "accuracy")
 MADE_BY: tuple[str, ...] = ("revision", "code", "device", "torch")
 #: A spec's fields: the columns that identify a network, with ``seed``.
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunSpec))
+#: The columns that tell one curve of a network from another (its noise kind, noise site, test subset): a table may
+#: evaluate one trained network (one ``key``) several ways, e.g. notebook 07's four noise kinds.
+CURVE_FIELDS: tuple[str, ...] = tuple(f for f in EVALUATION_FIELDS if f not in ("sigmas", "repeats"))
 
 
 def read_sweep_csv(path: str | Path) -> pd.DataFrame:
@@ -90,18 +93,27 @@ def _label(r: pd.Series) -> str:
 
 
 def networks(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per network (cache key) of a sweep table: ``key``, ``label``, ``seed``, ``group`` (the spec without
-    its seed), ``clean`` (clean accuracy, fraction), ``test_images``, ``sigma_mid`` (NaN where the network's curve
-    defines none: at chance, say) and ``curve`` (accuracy per sigma, averaged over noise draws; a Series)."""
+    """One row per curve of a sweep table: a network (cache key) and how it was evaluated (:data:`CURVE_FIELDS`).
+
+    Columns: ``curve_id`` (the key, and the evaluation settings where the table has them), ``key``, ``label``,
+    ``seed``, ``group`` (the spec without its seed), ``clean`` (clean accuracy, fraction), ``test_images``,
+    ``sigma_mid`` (NaN where the curve defines none: at chance, say) and ``curve`` (accuracy per sigma, averaged
+    over noise draws; a Series).
+    """
     _check_columns(df, "the table")
     spec_cols = [c for c in SPEC_FIELDS if c in df and c != "seed"]
+    eval_cols = [c for c in CURVE_FIELDS if c in df]
+    # positional (a table made by concat may repeat its index), and "nan" for a missing value (pandas' astype(str)
+    # keeps it missing)
+    ids = ["|".join(str(v) for v in values) for values in zip(*(df[c].tolist() for c in ["key", *eval_cols]))]
     rows = []
-    for key, g in df.groupby("key", sort=False):
+    for curve_id, g in df.groupby(ids, sort=False):
         first = g.iloc[0]
         curve = g.groupby("sigma", sort=True)["accuracy"].mean()
         fit = fit_midpoint_calibrated(curve.index.to_numpy(dtype=float), curve.to_numpy(dtype=float))
         rows.append({
-            "key": key,
+            "curve_id": curve_id,
+            "key": first["key"],
             "label": _label(first),
             "seed": int(first["seed"]),
             "group": tuple(None if pd.isna(first[c]) else first[c] for c in spec_cols),
@@ -114,7 +126,8 @@ def networks(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """The networks of sweep table ``a`` and ``b`` with the same cache key, side by side.
+    """The networks of sweep table ``a`` and ``b`` with the same cache key, side by side, a row per curve (a network
+    evaluated two ways, e.g. under two noise kinds, has two rows).
 
     Columns: ``key``, ``label``, ``seed``, ``clean_a``, ``clean_b`` (fractions), ``clean_images`` (``|a - b|`` in
     test images), ``sigma_mid_a``, ``sigma_mid_b``, ``sigma_mid_ratio`` (``b / a``; NaN where either has no
@@ -123,7 +136,7 @@ def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     the largest ``sigma_mid`` differences first. Raises ``ValueError`` when the tables share no network.
     """
     na, nb = networks(a), networks(b)
-    both = na.merge(nb, on="key", suffixes=("_a", "_b"))
+    both = na.merge(nb, on=["curve_id", "key"], suffixes=("_a", "_b"))
     if both.empty:
         raise ValueError(
             "the two tables share no network (no cache key in both): they come from other specs (another profile, "
@@ -182,9 +195,10 @@ def _fold(ratio: pd.Series) -> pd.Series:
 def reproduction_summary(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     """The comparison of sweep tables ``a`` and ``b`` in a few numbers (fractions and ratios; counts of networks).
 
-    ``shared``, ``only_a``, ``only_b``: networks in both / in one; ``identical``: shared networks equal to the last
-    bit; ``clean_images_median`` / ``_max``: their clean accuracies' difference in test images;
-    ``sigma_mid_compared``: networks with a midpoint in both; ``sigma_mid_ratio_median`` / ``_max``: the ratio of
+    ``shared``, ``only_a``, ``only_b``: networks in both / in one; ``curves``: their curves (more than ``shared``
+    where a network was evaluated several ways); ``identical``: curves equal to the last bit, clean accuracy too;
+    ``clean_images_median`` / ``_max``: the clean accuracies' difference in test images, per curve;
+    ``sigma_mid_compared``: curves with a midpoint in both; ``sigma_mid_ratio_median`` / ``_max``: the ratio of
     their midpoints, folded above 1; ``seed_sigma_mid_ratio_median`` and ``seed_clean_range_images_median``: the
     same between the seeds of one spec within ``a`` (:func:`seed_spread`; NaN when ``a`` has one seed per spec).
     """
@@ -194,7 +208,8 @@ def reproduction_summary(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     spread = seed_spread(a)
     seed_ratio = spread.sigma_mid_ratio.dropna()
     return {
-        "shared": len(cmp),
+        "shared": int(cmp.key.nunique()),
+        "curves": len(cmp),
         "only_a": len(keys_a - keys_b),
         "only_b": len(keys_b - keys_a),
         "identical": int(cmp.identical.sum()),
@@ -222,8 +237,9 @@ def _made_by(df: pd.DataFrame) -> str:
 def describe(s: dict) -> str:
     """:func:`reproduction_summary`'s numbers as sentences."""
     lines = [
-        f"{s['shared']} networks in both tables ({s['only_a']} only in the first, {s['only_b']} only in the second); "
-        f"{s['identical']} of them identical to the last bit.",
+        f"{s['shared']} networks in both tables ({s['only_a']} only in the first, {s['only_b']} only in the second)"
+        + (f", {s['curves']} curves of them (networks evaluated several ways)" if s["curves"] != s["shared"] else "")
+        + f"; {s['identical']} of {'the curves' if s['curves'] != s['shared'] else 'them'} identical to the last bit.",
         f"Clean accuracy: {s['clean_images_median']:g} test images apart in the median, {s['clean_images_max']:g} at "
         f"most.",
     ]
