@@ -6,8 +6,9 @@ key. Whoever trains the same specs from their seeds makes networks with the
 same keys; on another CPU instruction set, another torch build or a GPU,
 the last bits of a training step differ, and after thousands of steps so do
 the networks. :func:`compare_sweeps` matches the networks of two such
-tables by key and gives, per network, both clean accuracies (and their
-difference in test images), both ``sigma_mid`` (each network's own fit,
+tables by key and gives, per network and way it was evaluated (noise kind,
+site; :data:`CURVE_FIELDS`), both clean accuracies (and their difference in
+test images), both ``sigma_mid`` (each curve's own fit,
 :func:`paperlib.midpoint.fit_midpoint_calibrated`) and the largest
 difference between its two noise curves. :func:`seed_spread` gives what
 the networks of one spec that differ only in their seed spread over, within
