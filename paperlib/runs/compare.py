@@ -246,7 +246,8 @@ def describe(s: dict) -> str:
     ]
     if s["sigma_mid_compared"]:
         lines.append(
-            f"sigma_mid ({s['sigma_mid_compared']} networks with a midpoint in both): "
+            f"sigma_mid ({s['sigma_mid_compared']} {'networks' if s['curves'] == s['shared'] else 'curves'} with a "
+            f"midpoint in both): "
             f"{s['sigma_mid_ratio_median']:.3f}x apart in the median, {s['sigma_mid_ratio_max']:.3f}x at most."
         )
     if math.isfinite(s["seed_sigma_mid_ratio_median"]):
