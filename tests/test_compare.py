@@ -81,6 +81,8 @@ def test_tables_without_a_shared_network_or_the_per_network_columns_are_refused_
     a, b = _tables()
     with pytest.raises(ValueError, match="share no network"):
         compare.compare_sweeps(a[a.key == "only-a"], b[b.key == "only-b"])
+    with pytest.raises(ValueError, match="share no network"):  # a table of no rows (a CSV of its header only)
+        compare.compare_sweeps(a.iloc[:0], b)
     summary_csv = tmp_path / "fig2_lenet5_summary.csv"
     pd.DataFrame({"variant": ["fp32"], "sigma_mid": [0.3]}).to_csv(summary_csv, index=False)
     with pytest.raises(ValueError, match=r"lacks the column\(s\) key, seed, clean_accuracy, sigma, accuracy; .*not a "

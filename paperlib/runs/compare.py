@@ -123,7 +123,8 @@ def networks(df: pd.DataFrame) -> pd.DataFrame:
             "sigma_mid": fit.sigma_mid if fit.ok else math.nan,
             "curve": curve,
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["curve_id", "key", "label", "seed", "group", "clean", "test_images",
+                                       "sigma_mid", "curve"])
 
 
 def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
