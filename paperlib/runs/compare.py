@@ -137,7 +137,11 @@ def compare_sweeps(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     fraction) and ``identical`` (clean accuracy and every shared curve point equal to the last bit). Sorted with
     the largest ``sigma_mid`` differences first. Raises ``ValueError`` when the tables share no network.
     """
-    na, nb = networks(a), networks(b)
+    return _side_by_side(networks(a), networks(b))
+
+
+def _side_by_side(na: pd.DataFrame, nb: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare_sweeps` on two tables' :func:`networks` (each fitted once by the caller)."""
     both = na.merge(nb, on=["curve_id", "key"], suffixes=("_a", "_b"))
     if both.empty:
         raise ValueError(
@@ -173,7 +177,11 @@ def seed_spread(df: pd.DataFrame) -> pd.DataFrame:
     ``sigma_mid_ratio`` (largest over smallest ``sigma_mid`` among those networks that have one; NaN with fewer
     than two).
     """
-    nets = networks(df)
+    return _spread(networks(df))
+
+
+def _spread(nets: pd.DataFrame) -> pd.DataFrame:
+    """:func:`seed_spread` on a table's :func:`networks`."""
     rows = []
     for _, g in nets.groupby("group", sort=False):
         if len(g) < 2:
@@ -204,10 +212,16 @@ def reproduction_summary(a: pd.DataFrame, b: pd.DataFrame) -> dict:
     their midpoints, folded above 1; ``seed_sigma_mid_ratio_median`` and ``seed_clean_range_images_median``: the
     same between the seeds of one spec within ``a`` (:func:`seed_spread`; NaN when ``a`` has one seed per spec).
     """
-    cmp = compare_sweeps(a, b)
+    return _reproduction(a, b)[0]
+
+
+def _reproduction(a: pd.DataFrame, b: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """:func:`reproduction_summary` and :func:`compare_sweeps` of ``a`` and ``b``, every curve fitted once."""
+    na = networks(a)
+    cmp = _side_by_side(na, networks(b))
     keys_a, keys_b = set(a["key"]), set(b["key"])
     folded = _fold(cmp.sigma_mid_ratio)
-    spread = seed_spread(a)
+    spread = _spread(na)
     seed_ratio = spread.sigma_mid_ratio.dropna()
     return {
         "shared": int(cmp.key.nunique()),
@@ -223,7 +237,7 @@ def reproduction_summary(a: pd.DataFrame, b: pd.DataFrame) -> dict:
         "seed_sigma_mid_ratio_median": float(seed_ratio.median()) if len(seed_ratio) else math.nan,
         "seed_clean_range_images_median": (float(spread.clean_range_images.median()) if len(spread)
                                            else math.nan),
-    }
+    }, cmp
 
 
 def _made_by(df: pd.DataFrame) -> str:
@@ -299,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(describe(summary))
             return 0
         a, b = read_sweep_csv(args.a), read_sweep_csv(args.b)
-        summary, table = reproduction_summary(a, b), compare_sweeps(a, b)
+        summary, table = _reproduction(a, b)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
